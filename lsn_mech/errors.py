@@ -1,0 +1,64 @@
+"""Every error lsn_mech raises on purpose, each with a message that names the fix.
+
+They subclass both :class:`LsnMechError` (catch everything from this library)
+and the builtin a caller would naturally expect (``ValueError``, ``KeyError``,
+``ImportError``), so ordinary ``except ValueError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class LsnMechError(Exception):
+    """Base class of every error raised on purpose by lsn_mech."""
+
+
+class NeuronShapeMismatchError(LsnMechError, ValueError):
+    """Two neuron sets, masks or statistics come from models of different shape."""
+
+
+class NeuronIndexError(LsnMechError, IndexError):
+    """A layer or neuron index lies outside the model it is meant for."""
+
+
+class MissingLanguageError(LsnMechError, KeyError):
+    """A language was asked for that the statistics, neurons or corpus do not contain."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class EmptyCorpusError(LsnMechError, ValueError):
+    """A corpus, or one language of it, holds no usable text."""
+
+
+class UnknownModelError(LsnMechError, ValueError):
+    """A model name is neither in the zoo, nor a local directory, nor reachable on the hub."""
+
+
+class MissingDependencyError(LsnMechError, ImportError):
+    """An optional dependency (an extra) is not installed."""
+
+
+class UnsupportedArchitectureError(LsnMechError, ValueError):
+    """The model has no MLP hook sites lsn_mech knows how to use."""
+
+
+class HubUnavailableError(LsnMechError, OSError):
+    """Something had to come from the Hugging Face hub, and the hub cannot be reached."""
+
+
+class StatisticsMismatchError(LsnMechError, ValueError):
+    """Statistics cannot be merged or resumed because they describe different runs."""
+
+
+def require(module: str, extra: str, purpose: str) -> object:
+    """Import an optional module, or raise an error that prints the install command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised through tests with monkeypatch
+        raise MissingDependencyError(
+            f"{purpose} needs the optional package '{module}'. Install it with:\n"
+            f"    pip install 'lsn-mech[{extra}]'"
+        ) from exc
