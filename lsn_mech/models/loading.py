@@ -1,0 +1,163 @@
+"""``load_model``: any supported source to a TransformerLens 4 bridge with raw HF numerics."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from lsn_mech.errors import HubUnavailableError, UnknownModelError
+from lsn_mech.models.sites import hook_sites
+from lsn_mech.models.zoo import ZOO, load_zoo
+
+HUB_HOST = "huggingface.co"
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else Apple MPS, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """float32 on CPU (bfloat16 matmuls are ~40x slower without bf16 instructions),
+    bfloat16 on accelerators that support it."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_model(
+    source: str | os.PathLike[str] | PreTrainedModel,
+    *,
+    tokenizer: PreTrainedTokenizerBase | str | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Any:
+    """Load a model as a TransformerLens 4 ``TransformerBridge`` (no weight processing).
+
+    ``source`` is a zoo name (``"gemma-3-270m"``, ``"tiny-llama"``, …; see
+    :data:`lsn_mech.models.ZOO`), a local Hugging Face directory, a hub id, or an
+    in-memory ``PreTrainedModel`` (then pass ``tokenizer``). The model is moved to
+    ``device`` and cast to ``dtype`` before booting, because the bridge does not apply
+    them to a pre-loaded model. The bridge modifies the HF model in place.
+    """
+    target_device = torch.device(device) if device is not None else default_device()
+    target_dtype = dtype if dtype is not None else default_dtype(target_device)
+    hf_model, hf_tokenizer, model_name = _resolve(source, tokenizer)
+    hf_model = hf_model.to(device=target_device, dtype=target_dtype).eval()
+    if not getattr(hf_model.config, "architectures", None):
+        hf_model.config.architectures = [type(hf_model).__name__]
+    hf_tokenizer = _reloadable(hf_tokenizer)
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(
+        _official_name(model_name),
+        hf_model=hf_model,
+        tokenizer=hf_tokenizer,
+        device=target_device,
+        dtype=target_dtype,
+    )
+    bridge._lsn_model_id = model_name
+    hook_sites(bridge)  # fail now, with a clear message, if there are no MLP sites
+    return bridge
+
+
+def _official_name(name: str) -> str:
+    """The hub id TransformerLens expects, so it does not warn about deprecated aliases."""
+    from transformer_lens.tools.model_registry.registry_io import resolve_model_alias
+
+    return resolve_model_alias(name) or name
+
+
+def _resolve(
+    source: str | os.PathLike[str] | PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase | str | None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    if isinstance(source, PreTrainedModel):
+        name = str(getattr(source.config, "name_or_path", "") or type(source).__name__)
+        return source, _tokenizer_for(tokenizer, name), name
+    if isinstance(source, str) and source in ZOO:
+        zoo = load_zoo(source)
+        chosen = zoo.tokenizer if tokenizer is None else _tokenizer_for(tokenizer, source)
+        return zoo.model, chosen, zoo.name
+    path = Path(source)
+    if path.is_dir():
+        model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager")
+        return model, _tokenizer_for(tokenizer, str(path)), str(path)
+    return _from_hub(str(source), tokenizer)
+
+
+def _from_hub(
+    name: str, tokenizer: PreTrainedTokenizerBase | str | None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    local_only = os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            name, attn_implementation="eager", local_files_only=local_only
+        )
+    except OSError as exc:
+        zoo = ", ".join(ZOO)
+        if local_only:
+            raise UnknownModelError(
+                f"{name!r} is not a zoo model ({zoo}), not a local directory, not in the "
+                "Hugging Face cache, and the hub cannot be reached to download it. Use a zoo "
+                "name, a local model directory, or connect to the internet."
+            ) from exc
+        raise UnknownModelError(
+            f"{name!r} is not a zoo model ({zoo}), not a local directory, and the Hugging "
+            f"Face hub could not load it ({exc.__class__.__name__}: {exc}). Check the id."
+        ) from exc
+    if tokenizer is None:
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+    return model, _tokenizer_for(tokenizer, name), name
+
+
+def _tokenizer_for(
+    tokenizer: PreTrainedTokenizerBase | str | None, model_name: str
+) -> PreTrainedTokenizerBase:
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return tokenizer
+    source = tokenizer or model_name
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise HubUnavailableError(
+            f"No tokenizer could be loaded from {source!r}. Pass tokenizer= (a Hugging Face "
+            "tokenizer object or a local directory) to load_model."
+        ) from exc
+
+
+def _reloadable(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Save and reload a tokenizer that was built in memory.
+
+    TransformerLens reads ``name_or_path`` from the tokenizer's init kwargs; a tokenizer
+    built in memory lacks it and the bridge fails with ``KeyError: 'name_or_path'``.
+    """
+    if tokenizer.init_kwargs.get("name_or_path"):
+        return tokenizer
+    directory = tempfile.mkdtemp(prefix="lsn_mech_tokenizer_")
+    tokenizer.save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub answers on its HTTPS port (fast offline check)."""
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
