@@ -1,0 +1,139 @@
+"""Perplexity that never materialises full-vocabulary logits for a whole batch.
+
+The forward pass stops at the input of the unembedding; logits are then computed in
+chunks of target positions only. With Gemma 3's 262k-token vocabulary this keeps
+memory bounded and skips the work for padding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int64
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from lsn_mech.corpora.sources import as_text_list
+from lsn_mech.corpora.windows import tokenize_windows
+from lsn_mech.errors import EmptyCorpusError, UnsupportedArchitectureError
+from lsn_mech.models.protocol import HookedModel, model_device
+
+UNEMBED_INPUT_HOOKS = ("unembed.hook_in", "ln_final.hook_normalized")
+
+
+class _Residual(Exception):
+    def __init__(self, value: Tensor) -> None:
+        super().__init__()
+        self.value = value
+
+
+@dataclasses.dataclass(frozen=True)
+class Perplexity:
+    """``exp(mean NLL)`` over ``tokens`` predicted tokens."""
+
+    value: float
+    nll: float
+    tokens: int
+
+    def __float__(self) -> float:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Perplexity({self.value:.3f}, nll={self.nll:.4f}, tokens={self.tokens:,})"
+
+
+def perplexity(
+    model: HookedModel,
+    texts: Any,
+    *,
+    window: int = 512,
+    batch_size: int = 4,
+    max_tokens: int | None = None,
+    text_column: str = "text",
+    logits_chunk: int = 512,
+    progress: bool = False,
+) -> Perplexity:
+    """Perplexity of ``model`` on ``texts`` (a string, a list, a ``datasets.Dataset``, or
+    ``TokenWindows``).
+
+    Texts are packed into windows of ``window`` tokens, each starting with BOS when the
+    tokenizer uses one. The loss is the mean next-token NLL over every real (non-pad)
+    target position: position ``t`` predicts token ``t+1``, shifted once here.
+    """
+    if hasattr(texts, "input_ids"):
+        windows = texts
+    else:
+        items = as_text_list(texts, text_column)
+        if not any(t.strip() for t in items):
+            raise EmptyCorpusError("No text to evaluate: pass at least one non-empty text.")
+        windows = tokenize_windows(model.tokenizer, items, window=window, max_tokens=max_tokens)
+    device = model_device(model)
+    total_nll = 0.0
+    total_tokens = 0
+    batches = list(windows.batches(batch_size))
+    for batch in tqdm(batches, desc="perplexity", disable=not progress):
+        batch = batch.to(device)
+        nll, count = token_nll_sum(
+            model, batch.input_ids, batch.attention_mask, logits_chunk=logits_chunk
+        )
+        total_nll += nll
+        total_tokens += count
+    if total_tokens == 0:
+        raise EmptyCorpusError("The texts gave no token to predict (each needs two tokens).")
+    mean = total_nll / total_tokens
+    return Perplexity(value=math.exp(mean), nll=mean, tokens=total_tokens)
+
+
+@torch.no_grad()
+def token_nll_sum(
+    model: HookedModel,
+    input_ids: Int64[Tensor, "batch seq"],
+    attention_mask: Bool[Tensor, "batch seq"],
+    *,
+    logits_chunk: int = 512,
+) -> tuple[float, int]:
+    """Sum of next-token NLL over real target positions, and how many there were."""
+    residual = final_residual(model, input_ids, attention_mask)
+    targets_mask = attention_mask[:, 1:] & attention_mask[:, :-1]
+    hidden = residual[:, :-1][targets_mask]
+    targets = input_ids[:, 1:][targets_mask]
+    total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+    for start in range(0, hidden.shape[0], logits_chunk):
+        logits = unembed(model, hidden[start : start + logits_chunk])
+        total += F.cross_entropy(
+            logits.float(), targets[start : start + logits_chunk], reduction="sum"
+        ).double()
+    return float(total), int(targets.numel())
+
+
+def final_residual(
+    model: HookedModel,
+    input_ids: Int64[Tensor, "batch seq"],
+    attention_mask: Bool[Tensor, "batch seq"],
+) -> Float[Tensor, "batch seq d_model"]:
+    """The normalised residual stream that enters the unembedding (the forward stops there)."""
+    name = next((n for n in UNEMBED_INPUT_HOOKS if n in model.hook_dict), None)
+    if name is None:
+        raise UnsupportedArchitectureError(
+            "The model exposes no hook at the unembedding input "
+            f"({' or '.join(UNEMBED_INPUT_HOOKS)}); load it with lsn_mech.load_model."
+        )
+
+    def capture(activation: Tensor, hook: Any) -> None:
+        raise _Residual(activation)
+
+    with model.hooks(fwd_hooks=[(name, capture)]):
+        try:
+            model(input_ids, attention_mask=attention_mask.long())
+        except _Residual as caught:
+            return caught.value
+    raise RuntimeError(f"The hook {name} did not fire during the forward pass.")  # pragma: no cover
+
+
+def unembed(model: HookedModel, hidden: Float[Tensor, "n d_model"]) -> Float[Tensor, "n vocab"]:
+    """Logits for a flat batch of final residuals, through the model's own unembedding."""
+    return model.unembed(hidden.unsqueeze(0)).squeeze(0)

@@ -1,0 +1,193 @@
+"""The perplexity-change matrix of Tang et al. (Fig. 2): deactivate one set, evaluate every language."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from lsn_mech._version import __version__
+from lsn_mech.corpora.sources import corpus_identity, corpus_languages, language_windows
+from lsn_mech.evaluate.perplexity import perplexity
+from lsn_mech.interventions import deactivate
+from lsn_mech.models.protocol import HookedModel, model_id
+from lsn_mech.provenance import Provenance
+
+KINDS = ("ppl", "delta", "ratio", "log_ratio")
+
+
+@dataclasses.dataclass
+class PPLChangeMatrix:
+    """Perplexities with each row's neurons deactivated, per evaluated language (columns).
+
+    Base perplexities differ a lot between languages, so compare effects across
+    columns as ``ratio`` (ppl / base) or ``log_ratio``; ``delta`` (ppl − base) is kept
+    because the paper reports it.
+    """
+
+    rows: list[str]
+    columns: list[str]
+    base: list[float]
+    ppl: list[list[float]]
+    tokens: list[int]
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
+
+    def values(self, kind: str = "log_ratio") -> list[list[float]]:
+        """The matrix as ``ppl``, ``delta``, ``ratio`` or ``log_ratio``."""
+        if kind not in KINDS:
+            raise ValueError(f"Unknown kind {kind!r}; choose from {', '.join(KINDS)}.")
+        out = []
+        for row in self.ppl:
+            if kind == "ppl":
+                out.append(list(row))
+            elif kind == "delta":
+                out.append([p - b for p, b in zip(row, self.base)])
+            elif kind == "ratio":
+                out.append([p / b for p, b in zip(row, self.base)])
+            else:
+                out.append([math.log(p / b) for p, b in zip(row, self.base)])
+        return out
+
+    def diagonal_dominance(self, kind: str = "log_ratio") -> dict[str, bool]:
+        """For each row named like a column: is its own language the most affected one?"""
+        matrix = self.values(kind)
+        result = {}
+        for i, row_name in enumerate(self.rows):
+            if row_name in self.columns:
+                j = self.columns.index(row_name)
+                result[row_name] = matrix[i][j] == max(matrix[i])
+        return result
+
+    def to_csv(self, path: str | Path, kind: str = "ppl") -> Path:
+        """Write one ``kind`` of the matrix, with the base perplexities as the first row."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lines = ["deactivated," + ",".join(self.columns)]
+        lines.append("none (base)," + ",".join(repr(b) for b in self.base))
+        for name, row in zip(self.rows, self.values(kind)):
+            lines.append(name + "," + ",".join(repr(v) for v in row))
+        target.write_text("\n".join(lines) + "\n")
+        return target
+
+    def save(self, path: str | Path) -> Path:
+        """Lossless JSON (floats round-trip exactly through ``repr``)."""
+        target = Path(path)
+        if target.suffix != ".json":
+            target = target.with_name(target.name + ".json")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = dataclasses.asdict(self)
+        data["provenance"] = self.provenance.to_dict()
+        data["format"] = "lsn_mech.PPLChangeMatrix"
+        target.write_text(json.dumps(data, indent=2))
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> PPLChangeMatrix:
+        """Read a matrix written by :meth:`save`."""
+        data = json.loads(Path(path).read_text())
+        data.pop("format", None)
+        data["provenance"] = Provenance.from_dict(data.get("provenance"))
+        return cls(**data)
+
+    def plot(self, kind: str = "log_ratio") -> Any:
+        """A plotly heatmap (rows: deactivated, columns: evaluated)."""
+        from lsn_mech.plots import heatmap
+
+        label = {"ppl": "PPL", "delta": "ΔPPL", "ratio": "PPL ratio", "log_ratio": "log PPL ratio"}
+        return heatmap(
+            self.values(kind),
+            self.rows,
+            self.columns,
+            title=f"Perplexity change when deactivating neurons ({label[kind]})",
+            row_title="deactivated",
+            column_title="evaluated",
+            colorbar=label[kind],
+            diverging=kind in ("delta", "log_ratio"),
+        )
+
+    def __str__(self) -> str:
+        width = max(12, *(len(r) + 2 for r in self.rows))
+        header = "deactivated".ljust(width) + "".join(c.rjust(10) for c in self.columns)
+        lines = [header, "base PPL".ljust(width) + "".join(f"{b:10.2f}" for b in self.base)]
+        for name, row, ratios in zip(self.rows, self.ppl, self.values("ratio")):
+            cells = "".join(f"{p:7.2f}x{r:<3.1f}"[:10].rjust(10) for p, r in zip(row, ratios))
+            lines.append(name.ljust(width) + cells)
+        return "\n".join(lines)
+
+
+def ppl_change_matrix(
+    model: HookedModel,
+    neuron_sets: Mapping[str, Any],
+    corpus: Any,
+    *,
+    languages: Sequence[str] | None = None,
+    split: str | None = "test",
+    max_tokens_per_language: int | None = 20_000,
+    window: int = 512,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> PPLChangeMatrix:
+    """Perplexity of every evaluated language with each neuron set deactivated in turn.
+
+    ``neuron_sets`` is a ``LanguageNeurons`` or any mapping of row names to
+    ``NeuronSet`` (add random baselines as extra rows). Columns default to the languages
+    the corpus and the neuron sets share.
+    """
+    available = corpus_languages(corpus)
+    columns = list(languages) if languages is not None else [x for x in neuron_sets if x in available]
+    if not columns:
+        columns = available
+    windows = {
+        language: language_windows(
+            corpus,
+            language,
+            model.tokenizer,
+            split=split,
+            window=window,
+            max_tokens=max_tokens_per_language,
+        )
+        for language in columns
+    }
+    rows = list(neuron_sets)
+    bar = tqdm(total=(len(rows) + 1) * len(columns), desc="ppl matrix", disable=not progress)
+
+    def evaluate_all() -> list[float]:
+        values = []
+        for language in columns:
+            values.append(perplexity(model, windows[language], batch_size=batch_size).value)
+            bar.update(1)
+        return values
+
+    base = evaluate_all()
+    ppl = []
+    for name in rows:
+        bar.set_description(f"ppl matrix [-{name}]")
+        with deactivate(model, neuron_sets[name]):
+            ppl.append(evaluate_all())
+    bar.close()
+    corpus_name, corpus_hash = corpus_identity(corpus)
+    return PPLChangeMatrix(
+        rows=rows,
+        columns=columns,
+        base=base,
+        ppl=ppl,
+        tokens=[int(windows[c].n_tokens) for c in columns],
+        provenance=Provenance(
+            model_id=model_id(model),
+            corpus=corpus_name,
+            corpus_hash=corpus_hash,
+            method="ppl_change_matrix",
+            parameters={
+                "split": split,
+                "max_tokens_per_language": max_tokens_per_language,
+                "window": window,
+                "neuron_counts": {name: len(neuron_sets[name]) for name in rows},
+            },
+            library_version=__version__,
+        ),
+    )

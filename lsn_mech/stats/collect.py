@@ -1,0 +1,227 @@
+"""``collect_stats``: one streaming pass over a corpus, resumable, memory independent of its size."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from lsn_mech._version import __version__
+from lsn_mech.corpora.sources import corpus_identity, corpus_languages, language_windows
+from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
+from lsn_mech.models.protocol import HookedModel, model_device, model_id
+from lsn_mech.models.sites import SITES, hook_sites
+from lsn_mech.provenance import Provenance
+from lsn_mech.stats.accumulators import Accumulator, MomentAccumulator
+from lsn_mech.stats.checkpoint import Checkpointer, Position
+from lsn_mech.stats.container import ActivationStats
+
+
+class _StopForward(Exception):
+    """Raised by the last statistics hook so the forward pass skips the unembedding."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchDone:
+    """What ``callback`` receives after every batch."""
+
+    language: str
+    batch: int
+    n_batches: int
+    tokens: int
+
+
+def collect_stats(
+    model: HookedModel,
+    corpus: Any,
+    *,
+    languages: Sequence[str] | None = None,
+    max_tokens_per_language: int | None = 100_000,
+    batch_size: int = 8,
+    window: int = 512,
+    sites: Sequence[str] = SITES,
+    split: str | None = "train",
+    accumulators: Sequence[Accumulator] | None = None,
+    output_dir: str | Path | None = None,
+    checkpoint_every: int = 25,
+    progress: bool = True,
+    callback: Callable[[BatchDone], None] | None = None,
+) -> ActivationStats:
+    """Per-language activation statistics of every MLP neuron, in one streaming pass.
+
+    For each language, up to ``max_tokens_per_language`` counted tokens of ``split`` are
+    packed into windows of ``window`` tokens and run through the model under
+    ``no_grad``; hooks at ``sites`` fold the activations of counted positions (never
+    padding, not the BOS position) into accumulators on the model's device. The pass
+    stops after the last hooked layer, so the unembedding is never computed.
+
+    With ``output_dir`` the run checkpoints every ``checkpoint_every`` batches and on
+    interruption; calling again with the same arguments resumes and gives statistics
+    identical to an uninterrupted run. The final statistics are written to
+    ``output_dir/stats.safetensors``.
+    """
+    sites = tuple(sites)
+    unknown = [s for s in sites if s not in SITES]
+    if unknown or not sites:
+        raise ValueError(f"Unknown sites {unknown}; choose from {', '.join(SITES)}.")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1.")
+    geometry = hook_sites(model)
+    available = corpus_languages(corpus)
+    chosen = list(languages) if languages is not None else available
+    missing = [x for x in chosen if x not in available]
+    if missing:
+        raise MissingLanguageError(
+            f"Languages {', '.join(missing)} are not in the corpus (it has {', '.join(available)}). "
+            "Load them, e.g. lsn_mech.corpora.bible([...])."
+        )
+    if not chosen:
+        raise EmptyCorpusError("No languages to collect statistics for.")
+    accumulator_list = list(accumulators) if accumulators else [MomentAccumulator(sites)]
+    device = model_device(model)
+    corpus_name, corpus_hash = corpus_identity(corpus)
+    parameters = {
+        "languages": chosen,
+        "max_tokens_per_language": max_tokens_per_language,
+        "batch_size": batch_size,
+        "window": window,
+        "sites": list(sites),
+        "split": split,
+    }
+    provenance = Provenance(
+        model_id=model_id(model),
+        corpus=corpus_name,
+        corpus_hash=corpus_hash,
+        method="collect_stats",
+        parameters=parameters,
+    )
+    checkpointer = None
+    if output_dir is not None:
+        run_key = {
+            "model_id": provenance.model_id,
+            "corpus_hash": corpus_hash,
+            "accumulators": [a.config() for a in accumulator_list],
+            **parameters,
+        }
+        checkpointer = Checkpointer(output_dir, run_key)
+    stats, position = _start(checkpointer, chosen, geometry, accumulator_list, provenance, device)
+    if position.finished:
+        return stats
+    runner = _HookedRun(model, geometry, accumulator_list, sites, stats)
+    bar = tqdm(desc="collect_stats", unit="tok", unit_scale=True, disable=not progress)
+    try:
+        for language_index in range(position.language, len(chosen)):
+            language = chosen[language_index]
+            windows = language_windows(
+                corpus,
+                language,
+                model.tokenizer,
+                split=split,
+                window=window,
+                max_tokens=max_tokens_per_language,
+            )
+            batches = list(windows.batches(batch_size))
+            first = position.batch if language_index == position.language else 0
+            bar.set_description(f"collect_stats [{language}]")
+            for batch_index in range(first, len(batches)):
+                counted = runner.run(batches[batch_index].to(device), language_index)
+                position = Position(language=language_index, batch=batch_index + 1)
+                bar.update(counted)
+                if callback is not None:
+                    callback(BatchDone(language, batch_index, len(batches), counted))
+                if checkpointer and (batch_index + 1) % checkpoint_every == 0:
+                    checkpointer.save(stats, position)
+            position = Position(language=language_index + 1, batch=0)
+    except BaseException:
+        if checkpointer is not None:
+            checkpointer.save(stats, position)
+        raise
+    finally:
+        bar.close()
+    if checkpointer is not None:
+        checkpointer.save(stats, Position(language=len(chosen), finished=True))
+    return stats
+
+
+def _start(
+    checkpointer: Checkpointer | None,
+    languages: list[str],
+    geometry: Any,
+    accumulators: list[Accumulator],
+    provenance: Provenance,
+    device: torch.device,
+) -> tuple[ActivationStats, Position]:
+    if checkpointer is not None:
+        restored = checkpointer.restore(device)
+        if restored is not None:
+            return restored
+    state: dict[str, torch.Tensor] = {}
+    for accumulator in accumulators:
+        state.update(
+            accumulator.init_state(geometry.n_layers, geometry.d_mlp, len(languages), device)
+        )
+    stats = ActivationStats(
+        languages=languages,
+        n_layers=geometry.n_layers,
+        d_mlp=geometry.d_mlp,
+        sites=tuple(dict.fromkeys(s for a in accumulators for s in a.sites)),
+        tokens=torch.zeros(len(languages), dtype=torch.int64, device=device),
+        state=state,
+        accumulators=[a.config() for a in accumulators],
+        provenance=provenance.replace(library_version=__version__),
+    )
+    return stats, Position()
+
+
+class _HookedRun:
+    """Hooks that fold activations into ``stats`` and stop the forward after the last site."""
+
+    def __init__(
+        self,
+        model: HookedModel,
+        geometry: Any,
+        accumulators: list[Accumulator],
+        sites: tuple[str, ...],
+        stats: ActivationStats,
+    ) -> None:
+        self.model = model
+        self.stats = stats
+        self.mask: torch.Tensor | None = None
+        self.language = 0
+        hooked = [(layer, site) for layer in range(geometry.n_layers) for site in SITES if site in sites]
+        last = hooked[-1]
+        self.hooks = [
+            (geometry.name(site, layer), self._hook(site, layer, accumulators, (layer, site) == last))
+            for layer, site in hooked
+        ]
+
+    def _hook(
+        self, site: str, layer: int, accumulators: list[Accumulator], is_last: bool
+    ) -> Callable[..., Any]:
+        users = [a for a in accumulators if site in a.sites]
+
+        def fold(activation: torch.Tensor, hook: Any) -> None:
+            counted = activation[self.mask]
+            for accumulator in users:
+                accumulator.update(self.stats.state, site, layer, self.language, counted)
+            if is_last:
+                raise _StopForward
+
+        return fold
+
+    @torch.no_grad()
+    def run(self, batch: Any, language: int) -> int:
+        self.mask = batch.stats_mask
+        self.language = language
+        with self.model.hooks(fwd_hooks=self.hooks):
+            try:
+                self.model(batch.input_ids, attention_mask=batch.attention_mask.long())
+            except _StopForward:
+                pass
+        counted = int(batch.stats_mask.sum())
+        self.stats.tokens[language] += counted
+        return counted

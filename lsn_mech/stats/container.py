@@ -1,0 +1,298 @@
+"""``ActivationStats``: per-language, per-neuron activation statistics with provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int64
+from torch import Tensor
+
+from lsn_mech.errors import MissingLanguageError, StatisticsMismatchError
+from lsn_mech.provenance import Provenance
+from lsn_mech.stats.accumulators import Accumulator, MomentAccumulator
+
+FORMAT_VERSION = 1
+ACCUMULATOR_TYPES: dict[str, type[Accumulator]] = {"moments": MomentAccumulator}
+
+
+def build_accumulator(config: Mapping[str, Any]) -> Accumulator:
+    """Recreate an accumulator from the JSON config it recorded."""
+    kind = ACCUMULATOR_TYPES[str(config["name"])]
+    extra = {k: v for k, v in config.items() if k not in ("name", "sites")}
+    return kind(tuple(config["sites"]), **extra)
+
+
+class SiteValues(dict[str, Tensor]):
+    """One statistic of one language, per hook site: ``values["mlp_post"]`` is ``[layer, d_mlp]``.
+
+    Interventions such as :func:`lsn_mech.activate` pick the entry at the neurons' site.
+    """
+
+
+@dataclasses.dataclass
+class ActivationStats:
+    """Streaming statistics of MLP neurons, per language.
+
+    Tensors in ``state`` have shape ``[layer, d_mlp, lang]`` and are keyed
+    ``"{site}/{quantity}"`` (``positive``: count of activations > 0; ``sum``; ``sum_sq``).
+    ``tokens[i]`` is the number of token positions counted for ``languages[i]``.
+    """
+
+    languages: list[str]
+    n_layers: int
+    d_mlp: int
+    sites: tuple[str, ...]
+    tokens: Int64[Tensor, " lang"]
+    state: dict[str, Tensor]
+    accumulators: list[dict[str, Any]]
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
+
+    # ----- views -------------------------------------------------------------------
+    def __getitem__(self, language: str) -> LanguageStats:
+        return LanguageStats(self, self.language_index(language))
+
+    def __contains__(self, language: object) -> bool:
+        return language in self.languages
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.languages)
+
+    def __len__(self) -> int:
+        return len(self.languages)
+
+    def language_index(self, language: str) -> int:
+        """Position of ``language`` in the language axis, or a clear error."""
+        try:
+            return self.languages.index(language)
+        except ValueError:
+            raise MissingLanguageError(
+                f"Language {language!r} is not in these statistics (they cover "
+                f"{', '.join(self.languages)}). Collect statistics for it with "
+                f"lsn_mech.collect_stats(model, corpus, languages=[..., {language!r}])."
+            ) from None
+
+    def _quantity(self, site: str, quantity: str) -> Tensor:
+        key = f"{site}/{quantity}"
+        if key not in self.state:
+            raise StatisticsMismatchError(
+                f"These statistics have no {quantity!r} at site {site!r} (sites collected: "
+                f"{', '.join(self.sites)}). Collect with sites=(..., {site!r})."
+            )
+        return self.state[key]
+
+    def _per_token(self) -> Tensor:
+        if bool((self.tokens == 0).any()):
+            empty = [lang for lang, n in zip(self.languages, self.tokens.tolist()) if n == 0]
+            raise StatisticsMismatchError(
+                f"No tokens were counted for {', '.join(empty)}; their statistics are undefined. "
+                "Give those languages text or drop them with stats.subset([...])."
+            )
+        return self.tokens.to(torch.float64)
+
+    def activation_probability(self, site: str = "mlp_pre") -> Float[Tensor, "layer d_mlp lang"]:
+        """Fraction of tokens on which each neuron's activation is > 0 (LAPE's ``p``)."""
+        counts = self._quantity(site, "positive").to(torch.float64)
+        return counts / self._per_token().to(counts.device)
+
+    def mean(self, site: str = "mlp_post") -> Float[Tensor, "layer d_mlp lang"]:
+        """Mean activation per neuron and language."""
+        return self._quantity(site, "sum") / self._per_token().to(self.tokens.device)
+
+    def variance(self, site: str = "mlp_post") -> Float[Tensor, "layer d_mlp lang"]:
+        """Population variance per neuron and language (``E[x²] − E[x]²``, clamped at 0)."""
+        tokens = self._per_token()
+        mean = self._quantity(site, "sum") / tokens
+        return (self._quantity(site, "sum_sq") / tokens - mean.square()).clamp_min(0.0)
+
+    def std(self, site: str = "mlp_post") -> Float[Tensor, "layer d_mlp lang"]:
+        """Population standard deviation per neuron and language."""
+        return self.variance(site).sqrt()
+
+    # ----- algebra -----------------------------------------------------------------
+    def check_compatible(self, other: ActivationStats) -> None:
+        """Raise unless ``other`` describes the same model, sites and accumulators."""
+        mine = (self.n_layers, self.d_mlp, self.sites, self.accumulators)
+        theirs = (other.n_layers, other.d_mlp, other.sites, other.accumulators)
+        if mine != theirs:
+            raise StatisticsMismatchError(
+                f"Cannot combine statistics of different shape or kind: {mine} vs {theirs}. "
+                "Collect both with the same model, sites and accumulators."
+            )
+        a, b = self.provenance.model_id, other.provenance.model_id
+        if a and b and a != b:
+            raise StatisticsMismatchError(
+                f"Statistics come from different models ({a!r} vs {b!r}); they cannot be merged."
+            )
+
+    def merge(self, other: ActivationStats) -> ActivationStats:
+        """Statistics of both token streams together (languages are united by name)."""
+        self.check_compatible(other)
+        languages = list(self.languages) + [x for x in other.languages if x not in self.languages]
+        left, right = self._aligned(languages), other._aligned(languages)
+        merged_state: dict[str, Tensor] = {}
+        for config in self.accumulators:
+            accumulator = build_accumulator(config)
+            keys = [k for k in left.state if k.split("/", 1)[0] in accumulator.sites]
+            part = accumulator.merge(
+                {k: left.state[k] for k in keys}, {k: right.state[k] for k in keys}
+            )
+            merged_state.update(part)
+        provenance = self.provenance.replace(
+            parameters={**self.provenance.parameters, "merged_with": other.provenance.to_dict()}
+        )
+        return dataclasses.replace(
+            self,
+            languages=languages,
+            tokens=left.tokens + right.tokens,
+            state=merged_state,
+            provenance=provenance,
+        )
+
+    __add__ = merge
+
+    def _aligned(self, languages: list[str]) -> ActivationStats:
+        """The same statistics on a wider language axis, zeros for missing languages."""
+        if languages == self.languages:
+            return self
+        positions = [self.languages.index(x) if x in self.languages else -1 for x in languages]
+        present = torch.tensor([p >= 0 for p in positions])
+        index = torch.tensor([max(p, 0) for p in positions])
+        state = {}
+        for key, value in self.state.items():
+            picked = value.index_select(-1, index.to(value.device))
+            state[key] = picked * present.to(value.device).to(picked.dtype)
+        tokens = self.tokens.index_select(0, index.to(self.tokens.device)) * present.to(
+            self.tokens.device
+        )
+        return dataclasses.replace(self, languages=languages, tokens=tokens, state=state)
+
+    def subset(self, languages: Iterable[str]) -> ActivationStats:
+        """Statistics of some languages only, in the order given."""
+        wanted = list(languages)
+        index = torch.tensor([self.language_index(x) for x in wanted])
+        state = {k: v.index_select(-1, index.to(v.device)) for k, v in self.state.items()}
+        tokens = self.tokens.index_select(0, index.to(self.tokens.device))
+        return dataclasses.replace(self, languages=wanted, tokens=tokens, state=state)
+
+    def to(self, device: str | torch.device) -> ActivationStats:
+        """The same statistics with tensors on ``device``."""
+        state = {k: v.to(device) for k, v in self.state.items()}
+        return dataclasses.replace(self, tokens=self.tokens.to(device), state=state)
+
+    def equal(self, other: ActivationStats) -> bool:
+        """Exact equality of languages, token counts and every tensor."""
+        return (
+            self.languages == other.languages
+            and self.state.keys() == other.state.keys()
+            and torch.equal(self.tokens.cpu(), other.tokens.cpu())
+            and all(torch.equal(v.cpu(), other.state[k].cpu()) for k, v in self.state.items())
+        )
+
+    # ----- persistence -------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        """Everything but the tensors, as JSON-ready data."""
+        return {
+            "format": "lsn_mech.ActivationStats",
+            "format_version": FORMAT_VERSION,
+            "languages": self.languages,
+            "n_layers": self.n_layers,
+            "d_mlp": self.d_mlp,
+            "sites": list(self.sites),
+            "accumulators": self.accumulators,
+            "provenance": self.provenance.to_dict(),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (``.safetensors``) with the JSON metadata in its header."""
+        from safetensors.torch import save_file
+
+        target = _with_suffix(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state.items()}
+        tensors["tokens"] = self.tokens.detach().cpu().contiguous()
+        temporary = target.with_name(target.name + ".tmp")
+        save_file(tensors, str(temporary), metadata={"lsn_mech": json.dumps(self.metadata())})
+        temporary.replace(target)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ActivationStats:
+        """Read statistics written by :meth:`save`."""
+        from safetensors import safe_open
+
+        source = _with_suffix(path)
+        if not source.exists():
+            raise FileNotFoundError(
+                f"No statistics at {source}. Collect them with `lsn-mech stats` or "
+                "lsn_mech.collect_stats(...).save(path)."
+            )
+        with safe_open(str(source), framework="pt", device=str(device)) as handle:
+            raw = handle.metadata() or {}
+            if "lsn_mech" not in raw:
+                raise StatisticsMismatchError(
+                    f"{source} is a safetensors file but not lsn_mech statistics."
+                )
+            meta = json.loads(raw["lsn_mech"])
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        tokens = tensors.pop("tokens")
+        return cls(
+            languages=list(meta["languages"]),
+            n_layers=int(meta["n_layers"]),
+            d_mlp=int(meta["d_mlp"]),
+            sites=tuple(meta["sites"]),
+            tokens=tokens,
+            state=tensors,
+            accumulators=list(meta["accumulators"]),
+            provenance=Provenance.from_dict(meta["provenance"]),
+        )
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{x}={n:,}" for x, n in zip(self.languages, self.tokens.tolist()))
+        return (
+            f"ActivationStats(model={self.provenance.model_id!r}, layers={self.n_layers}, "
+            f"d_mlp={self.d_mlp}, sites={list(self.sites)}, tokens: {counts})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageStats:
+    """The statistics of one language, each as ``[layer, d_mlp]`` tensors."""
+
+    parent: ActivationStats
+    index: int
+
+    @property
+    def language(self) -> str:
+        return self.parent.languages[self.index]
+
+    @property
+    def tokens(self) -> int:
+        return int(self.parent.tokens[self.index])
+
+    def probability(self, site: str = "mlp_pre") -> Float[Tensor, "layer d_mlp"]:
+        """Activation probability of every neuron for this language."""
+        return self.parent.activation_probability(site)[..., self.index]
+
+    def _per_site(self, statistic: str) -> SiteValues:
+        getter = getattr(self.parent, statistic)
+        return SiteValues({site: getter(site)[..., self.index] for site in self.parent.sites})
+
+    @property
+    def mean(self) -> SiteValues:
+        """Mean activation per site: ``stats["fr"].mean["mlp_post"]`` is ``[layer, d_mlp]``."""
+        return self._per_site("mean")
+
+    @property
+    def std(self) -> SiteValues:
+        """Standard deviation per site."""
+        return self._per_site("std")
+
+
+def _with_suffix(path: str | Path) -> Path:
+    target = Path(path)
+    return target if target.suffix == ".safetensors" else target.with_name(target.name + ".safetensors")
