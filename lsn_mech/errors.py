@@ -51,6 +51,14 @@ class StatisticsMismatchError(LsnMechError, ValueError):
     """Statistics cannot be merged or resumed because they describe different runs."""
 
 
+class NeuronFormatError(LsnMechError, ValueError):
+    """A neuron file is not in the expected format, or does not match what was passed."""
+
+
+class NotEnoughNeuronsError(LsnMechError, ValueError):
+    """A random draw asked for more neurons than a layer has left to give."""
+
+
 def require(module: str, extra: str, purpose: str) -> object:
     """Import an optional module, or raise an error that prints the install command."""
     import importlib
@@ -62,3 +70,7 @@ def require(module: str, extra: str, purpose: str) -> object:
             f"{purpose} needs the optional package '{module}'. Install it with:\n"
             f"    pip install 'lsn-mech[{extra}]'"
         ) from exc
+
+
+class CorpusFileError(LsnMechError, FileNotFoundError):
+    """A corpus file that was asked for does not exist or cannot be read."""

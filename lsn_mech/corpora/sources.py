@@ -75,6 +75,13 @@ def language_windows(
         texts = [value] if isinstance(value, str) else list(value)
     else:
         texts = language_texts(corpus, language, split)
+    texts = [t for t in texts if t and t.strip()]
+    if not texts:
+        raise EmptyCorpusError(
+            f"Language {language!r} has no non-empty text in this corpus"
+            + (f" (split {split!r})." if split else ".")
+            + " Give it text or leave it out of languages=[...]."
+        )
     return tokenize_windows(
         tokenizer, texts, window=window, pack=pack, max_tokens=max_tokens, language=language
     )

@@ -1,0 +1,33 @@
+"""Neuron sets: which MLP neurons of a model matter for which language.
+
+:class:`NeuronSet` is an immutable, shape-aware set of ``(layer, index)`` neurons with
+set algebra and masks; :class:`LanguageNeurons` maps languages to sets; :mod:`.io`
+saves and loads both losslessly and imports/exports the published LAPE format.
+"""
+
+from lsn_mech.neurons.io import (
+    NeuronFormatError,
+    from_lape_file,
+    from_lape_object,
+    load,
+    save,
+    to_lape_file,
+    to_lape_object,
+)
+from lsn_mech.neurons.language_neurons import LanguageNeurons, OverlapMatrix
+from lsn_mech.neurons.neuron_set import NeuronSet, NotEnoughNeuronsError, Overlap
+
+__all__ = [
+    "LanguageNeurons",
+    "NeuronFormatError",
+    "NeuronSet",
+    "NotEnoughNeuronsError",
+    "Overlap",
+    "OverlapMatrix",
+    "from_lape_file",
+    "from_lape_object",
+    "load",
+    "save",
+    "to_lape_file",
+    "to_lape_object",
+]
