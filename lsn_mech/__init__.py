@@ -33,7 +33,16 @@ _EXPORTS: dict[str, str] = {
     "Provenance": "lsn_mech.provenance",
     "LsnMechError": "lsn_mech.errors",
 }
-_SUBMODULES = ("corpora", "errors", "evaluate", "interventions", "models", "neurons", "plots", "stats")
+_SUBMODULES = (
+    "corpora",
+    "errors",
+    "evaluate",
+    "interventions",
+    "models",
+    "neurons",
+    "plots",
+    "stats",
+)
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 

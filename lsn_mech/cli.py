@@ -1,8 +1,8 @@
 """``lsn-mech``: the library's main jobs from the command line, with progress bars.
 
-    lsn-mech stats                # statistics on the embedded default
-    lsn-mech ppl --languages en,fr --deactivate-file neurons.safetensors
-    lsn-mech info                 # versions, device, cache
+lsn-mech stats                # statistics on the embedded default
+lsn-mech ppl --languages en,fr --deactivate-file neurons.safetensors
+lsn-mech info                 # versions, device, cache
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="zoo name (gemma-3-270m, tiny-llama, ...), local HF directory or hub id "
         "(default: the embedded Gemma 3 270M)",
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)"
+    )
     parser.add_argument(
         "--dtype",
         default=None,
@@ -94,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corpus_arguments(ppl, split="test")
     ppl.add_argument("--max-tokens", type=int, default=10_000, help="tokens per language")
     ppl.add_argument(
-        "--neurons", type=Path, default=None, help="LanguageNeurons file (.safetensors) to deactivate"
+        "--neurons",
+        type=Path,
+        default=None,
+        help="LanguageNeurons file (.safetensors) to deactivate",
     )
     ppl.add_argument("--output", type=Path, default=Path("lsn_runs/ppl"), help="output folder")
 
@@ -182,10 +187,16 @@ def _run_ppl(args: argparse.Namespace) -> int:
         results = {}
         for language in args.languages:
             windows = language_windows(
-                corpus, language, model.tokenizer, split=args.split, window=args.window,
+                corpus,
+                language,
+                model.tokenizer,
+                split=args.split,
+                window=args.window,
                 max_tokens=args.max_tokens,
             )
-            results[language] = perplexity(model, windows, batch_size=args.batch_size, progress=True)
+            results[language] = perplexity(
+                model, windows, batch_size=args.batch_size, progress=True
+            )
             print(f"{language}: {results[language]}")
         table = {k: {"ppl": v.value, "nll": v.nll, "tokens": v.tokens} for k, v in results.items()}
         (args.output / "perplexity.json").write_text(json.dumps(table, indent=2))

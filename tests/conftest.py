@@ -10,10 +10,10 @@ from jaxtyping import install_import_hook
 if os.environ.get("LSN_MECH_TYPECHECK", "1") == "1":
     install_import_hook("lsn_mech", "beartype.beartype")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from lsn_mech.models import TINY_MODELS, build_tiny, load_model  # noqa: E402
+from lsn_mech.models import TINY_MODELS, build_tiny, load_model
 
 TEXTS = {
     "en": [

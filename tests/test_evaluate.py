@@ -22,7 +22,9 @@ def hf_mean_nll(name: str, windows) -> float:  # type: ignore[no-untyped-def]
     total, count = 0.0, 0
     with torch.no_grad():
         for row in range(windows.input_ids.shape[0]):
-            ids, mask, lab = (t[row : row + 1] for t in (windows.input_ids, windows.attention_mask, labels))
+            ids, mask, lab = (
+                t[row : row + 1] for t in (windows.input_ids, windows.attention_mask, labels)
+            )
             n = int((lab[:, 1:] != -100).sum())
             loss = model(ids, attention_mask=mask.long(), labels=lab).loss
             total += float(loss) * n

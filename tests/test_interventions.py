@@ -97,7 +97,9 @@ def test_activate_writes_the_language_mean(llama, texts) -> None:  # type: ignor
         with activate(llama, neurons, value):
             after = post_activations(llama)
         for layer, index in neurons:
-            assert torch.all(after[f"blocks.{layer}.mlp.hook_post"][..., index] == mean[layer, index])
+            assert torch.all(
+                after[f"blocks.{layer}.mlp.hook_post"][..., index] == mean[layer, index]
+            )
 
 
 def test_composition_order_and_cleanup(llama) -> None:  # type: ignore[no-untyped-def]
@@ -118,8 +120,13 @@ def test_interventions_act_during_generation(llama) -> None:  # type: ignore[no-
     fired = []
     everything = NeuronSet.full(3, 128)
     prompt = torch.tensor([[1, 80, 81, 82]])
-    with deactivate(llama, everything), llama.hooks(
-        fwd_hooks=[("blocks.2.mlp.hook_post", lambda x, hook: fired.append(float(x.abs().max())))]
+    with (
+        deactivate(llama, everything),
+        llama.hooks(
+            fwd_hooks=[
+                ("blocks.2.mlp.hook_post", lambda x, hook: fired.append(float(x.abs().max())))
+            ]
+        ),
     ):
         llama.generate(prompt, max_new_tokens=3, do_sample=False, verbose=False)
     assert len(fired) >= 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
 
@@ -34,7 +36,7 @@ def test_hook_sites_of_every_tiny_model(tiny_model) -> None:  # type: ignore[no-
     assert sites.mlp_pre(2) == "blocks.2.mlp.hook_pre"
     assert sites.mlp_post(0) == "blocks.0.mlp.hook_post"
     assert sites.names("mlp_post") == [f"blocks.{i}.mlp.hook_post" for i in range(3)]
-    with pytest.raises(errors.NeuronIndexError, match="layers 0..2"):
+    with pytest.raises(errors.NeuronIndexError, match=r"layers 0\.\.2"):
         sites.mlp_pre(3)
 
 
@@ -67,7 +69,12 @@ def test_tiny_models_are_deterministic() -> None:
 def test_zoo_lists_default_and_all_tiny_models() -> None:
     assert ZOO[0] == "gemma-3-270m"
     assert set(TINY_MODELS) == {
-        "tiny-gpt2", "tiny-bloom", "tiny-llama", "tiny-qwen2", "tiny-mistral", "tiny-gemma3"
+        "tiny-gpt2",
+        "tiny-bloom",
+        "tiny-llama",
+        "tiny-qwen2",
+        "tiny-mistral",
+        "tiny-gemma3",
     }
 
 
@@ -109,14 +116,14 @@ def test_unknown_model_name_says_what_to_use(monkeypatch: pytest.MonkeyPatch) ->
 def test_model_without_mlp_sites_is_refused() -> None:
     class NoMlp:
         cfg = type("Cfg", (), {"n_layers": 2, "d_mlp": 8, "architecture": "AttnOnly"})()
-        hook_dict = {"blocks.0.attn.hook_z": None}
+        hook_dict: ClassVar[dict] = {"blocks.0.attn.hook_z": None}
 
     with pytest.raises(errors.UnsupportedArchitectureError, match="AttnOnly"):
         hook_sites(NoMlp())  # type: ignore[arg-type]
 
     class NoConfig:
         cfg = None
-        hook_dict: dict = {}
+        hook_dict: ClassVar[dict] = {}
 
     with pytest.raises(errors.UnsupportedArchitectureError, match="no n_layers/d_mlp"):
         hook_sites(NoConfig())  # type: ignore[arg-type]

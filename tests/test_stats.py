@@ -21,7 +21,9 @@ def test_statistics_equal_a_direct_computation(llama, texts) -> None:  # type: i
     stats = collect_stats(llama, windows, batch_size=3, progress=False)
     for index, language in enumerate(["en", "fr", "zh"]):
         w = windows[language]
-        names = [f"blocks.{layer}.mlp.hook_{site}" for layer in range(3) for site in ("pre", "post")]
+        names = [
+            f"blocks.{layer}.mlp.hook_{site}" for layer in range(3) for site in ("pre", "post")
+        ]
         with torch.no_grad():
             _, cache = llama.run_with_cache(
                 w.input_ids, attention_mask=w.attention_mask.long(), names_filter=names
@@ -78,12 +80,21 @@ def test_interrupted_run_resumes_to_identical_statistics(llama, texts, tmp_path)
     interrupt_after_three.count = 0
     with pytest.raises(KeyboardInterrupt):
         collect_stats(
-            llama, windows, batch_size=1, output_dir=tmp_path, progress=False,
-            checkpoint_every=2, callback=interrupt_after_three,
+            llama,
+            windows,
+            batch_size=1,
+            output_dir=tmp_path,
+            progress=False,
+            checkpoint_every=2,
+            callback=interrupt_after_three,
         )
     seen = []
     resumed = collect_stats(
-        llama, windows, batch_size=1, output_dir=tmp_path, progress=False,
+        llama,
+        windows,
+        batch_size=1,
+        output_dir=tmp_path,
+        progress=False,
         callback=lambda done: seen.append((done.language, done.batch)),
     )
     assert seen[0] == ("en", 3), "resumes after the three batches already counted"
@@ -110,7 +121,9 @@ def test_merge_of_halves_equals_the_whole(llama, texts) -> None:  # type: ignore
         cut = w.input_ids.shape[0] // 2
         rows = slice(0, cut) if part == 0 else slice(cut, None)
         return dataclasses.replace(
-            w, input_ids=w.input_ids[rows], attention_mask=w.attention_mask[rows],
+            w,
+            input_ids=w.input_ids[rows],
+            attention_mask=w.attention_mask[rows],
             stats_mask=w.stats_mask[rows],
         )
 
@@ -157,14 +170,18 @@ def test_language_views_mean_std_and_subset(llama, texts) -> None:  # type: igno
     torch.testing.assert_close(fr.std["mlp_post"], variance.clamp_min(0).sqrt())
     sub = stats.subset(["zh", "en"])
     assert sub.languages == ["zh", "en"]
-    assert torch.equal(sub.state["mlp_pre/positive"][..., 0], stats.state["mlp_pre/positive"][..., 2])
+    assert torch.equal(
+        sub.state["mlp_pre/positive"][..., 0], stats.state["mlp_pre/positive"][..., 2]
+    )
 
 
 def test_memory_does_not_grow_with_tokens(llama, texts) -> None:  # type: ignore[no-untyped-def]
     small = collect_stats(llama, texts, max_tokens_per_language=50, window=16, progress=False)
     large = collect_stats(llama, {k: v * 20 for k, v in texts.items()}, window=16, progress=False)
     assert int(large.tokens.sum()) > 10 * int(small.tokens.sum())
-    assert {k: v.shape for k, v in small.state.items()} == {k: v.shape for k, v in large.state.items()}
+    assert {k: v.shape for k, v in small.state.items()} == {
+        k: v.shape for k, v in large.state.items()
+    }
 
 
 def test_bad_input_errors_name_the_fix(llama, texts) -> None:  # type: ignore[no-untyped-def]
@@ -175,7 +192,7 @@ def test_bad_input_errors_name_the_fix(llama, texts) -> None:  # type: ignore[no
     stats = collect_stats(llama, texts, progress=False)
     with pytest.raises(errors.MissingLanguageError, match="collect_stats"):
         stats["de"]
-    with pytest.raises(errors.StatisticsMismatchError, match="sites=") :
+    with pytest.raises(errors.StatisticsMismatchError, match="sites="):
         collect_stats(llama, texts, sites=["mlp_pre"], progress=False).mean("mlp_post")
     with pytest.raises(ValueError, match="Unknown sites"):
         collect_stats(llama, texts, sites=["resid"], progress=False)

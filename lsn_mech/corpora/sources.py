@@ -65,7 +65,8 @@ def language_windows(
     if isinstance(corpus, Mapping):
         if language not in corpus:
             raise MissingLanguageError(
-                f"Language {language!r} is not in the corpus (it has {', '.join(map(str, corpus))})."
+                f"Language {language!r} is not in the corpus "
+                f"(it has {', '.join(map(str, corpus))})."
             )
         value = corpus[language]
         if hasattr(value, "input_ids"):
@@ -102,7 +103,9 @@ def language_texts(corpus: Any, language: str, split: str | None) -> list[str]:
         raise TypeError("A datasets.Dataset corpus needs 'language' and 'text' columns.")
     if split is not None and "split" in getattr(corpus, "column_names", []):
         splits = corpus["split"]
-        chosen = [t for t, lang, s in zip(texts, languages, splits) if lang == language and s == split]
+        chosen = [
+            t for t, lang, s in zip(texts, languages, splits) if lang == language and s == split
+        ]
     else:
         chosen = [t for t, lang in zip(texts, languages) if lang == language]
     if not chosen:

@@ -1,4 +1,4 @@
-"""The perplexity-change matrix of Tang et al. (Fig. 2): deactivate one set, evaluate every language."""
+"""The PPL-change matrix (Tang et al., Fig. 2): deactivate one set, evaluate every language."""
 
 from __future__ import annotations
 
@@ -139,7 +139,9 @@ def ppl_change_matrix(
     the corpus and the neuron sets share.
     """
     available = corpus_languages(corpus)
-    columns = list(languages) if languages is not None else [x for x in neuron_sets if x in available]
+    columns = (
+        list(languages) if languages is not None else [x for x in neuron_sets if x in available]
+    )
     if not columns:
         columns = available
     windows = {

@@ -50,9 +50,7 @@ class Edit:
         return result
 
 
-def _layer_hook(
-    kind: str, mask: Tensor, values: Tensor
-) -> Callable[..., Tensor]:
+def _layer_hook(kind: str, mask: Tensor, values: Tensor) -> Callable[..., Tensor]:
     cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
     def placed(activation: Tensor) -> tuple[Tensor, Tensor]:

@@ -27,7 +27,9 @@ MLP_MODULES: dict[str, dict[str, str]] = {
     "qwen2": _GATED,
     "mistral": _GATED,
     "gemma3_text": _GATED,
-    "gemma3": {k: v.replace("model.layers", "model.language_model.layers") for k, v in _GATED.items()},
+    "gemma3": {
+        k: v.replace("model.layers", "model.language_model.layers") for k, v in _GATED.items()
+    },
 }
 
 

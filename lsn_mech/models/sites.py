@@ -62,8 +62,8 @@ def hook_sites(model: Any) -> HookSites:
     """Resolve the MLP hook sites of ``model``, or say why it has none.
 
     ``model`` is anything that may be a :class:`HookedModel`; what is not gets a clear
-    error rather than a type error. Works for TransformerLens 4 bridges and TransformerLens 3 ``HookedTransformer``s,
-    which both name the sites ``blocks.{i}.mlp.hook_pre`` / ``hook_post``.
+    error rather than a type error. Works for TransformerLens 4 bridges and TransformerLens 3
+    ``HookedTransformer``s, which both name the sites ``blocks.{i}.mlp.hook_pre`` / ``hook_post``.
     """
     cfg = getattr(model, "cfg", None)
     n_layers = getattr(cfg, "n_layers", None)
@@ -77,12 +77,11 @@ def hook_sites(model: Any) -> HookSites:
         )
     sites = HookSites(n_layers=int(n_layers), d_mlp=int(d_mlp), model_id=model_id(model))
     available = model.hook_dict
-    missing = [
-        name for site in SITES for name in sites.names(site) if name not in available
-    ]
+    missing = [name for site in SITES for name in sites.names(site) if name not in available]
     if missing:
         raise UnsupportedArchitectureError(
-            f"{architecture} has no MLP hook sites lsn_mech can use (missing e.g. {missing[0]!r}). "
+            f"{architecture} has no MLP hook sites lsn_mech can use "
+            f"(missing e.g. {missing[0]!r}). "
             "Its blocks may lack an MLP (mixture-of-experts or attention-only layers). "
             "Supported: GPT-2, BLOOM, Llama, Qwen2, Mistral, Gemma 3; open an issue with the "
             "architecture name to add it."

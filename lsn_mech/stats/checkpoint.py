@@ -72,5 +72,7 @@ class Checkpointer:
 
 def _difference(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
     keys = sorted(set(saved) | set(wanted))
-    changed = [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys if saved.get(k) != wanted.get(k)]
+    changed = [
+        f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys if saved.get(k) != wanted.get(k)
+    ]
     return "; ".join(changed) or "unknown difference"

@@ -1,7 +1,8 @@
-"""``collect_stats``: one streaming pass over a corpus, resumable, memory independent of its size."""
+"""``collect_stats``: one streaming, resumable pass; memory independent of the corpus size."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -76,7 +77,8 @@ def collect_stats(
     missing = [x for x in chosen if x not in available]
     if missing:
         raise MissingLanguageError(
-            f"Languages {', '.join(missing)} are not in the corpus (it has {', '.join(available)}). "
+            f"Languages {', '.join(missing)} are not in the corpus "
+            f"(it has {', '.join(available)}). "
             "Load them, e.g. lsn_mech.corpora.bible([...])."
         )
     if not chosen:
@@ -192,10 +194,15 @@ class _HookedRun:
         self.stats = stats
         self.mask: torch.Tensor | None = None
         self.language = 0
-        hooked = [(layer, site) for layer in range(geometry.n_layers) for site in SITES if site in sites]
+        hooked = [
+            (layer, site) for layer in range(geometry.n_layers) for site in SITES if site in sites
+        ]
         last = hooked[-1]
         self.hooks = [
-            (geometry.name(site, layer), self._hook(site, layer, accumulators, (layer, site) == last))
+            (
+                geometry.name(site, layer),
+                self._hook(site, layer, accumulators, (layer, site) == last),
+            )
             for layer, site in hooked
         ]
 
@@ -217,11 +224,8 @@ class _HookedRun:
     def run(self, batch: Any, language: int) -> int:
         self.mask = batch.stats_mask
         self.language = language
-        with self.model.hooks(fwd_hooks=self.hooks):
-            try:
-                self.model(batch.input_ids, attention_mask=batch.attention_mask.long())
-            except _StopForward:
-                pass
+        with self.model.hooks(fwd_hooks=self.hooks), contextlib.suppress(_StopForward):
+            self.model(batch.input_ids, attention_mask=batch.attention_mask.long())
         counted = int(batch.stats_mask.sum())
         self.stats.tokens[language] += counted
         return counted

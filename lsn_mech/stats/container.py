@@ -295,4 +295,8 @@ class LanguageStats:
 
 def _with_suffix(path: str | Path) -> Path:
     target = Path(path)
-    return target if target.suffix == ".safetensors" else target.with_name(target.name + ".safetensors")
+    return (
+        target
+        if target.suffix == ".safetensors"
+        else target.with_name(target.name + ".safetensors")
+    )
