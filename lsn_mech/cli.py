@@ -1,8 +1,10 @@
 """``lsn-mech``: the library's main jobs from the command line, with progress bars.
 
-lsn-mech stats                # statistics on the embedded default
-lsn-mech ppl --languages en,fr --deactivate-file neurons.safetensors
-lsn-mech info                 # versions, device, cache
+Examples::
+
+    lsn-mech stats                # statistics on the embedded default
+    lsn-mech ppl --languages en,fr --neurons neurons.safetensors
+    lsn-mech info                 # versions, device, cache
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ def _add_corpus_arguments(parser: argparse.ArgumentParser, split: str) -> None:
     parser.add_argument(
         "--languages",
         type=_languages,
-        default=_languages(DEFAULT_LANGUAGES),
-        help=f"comma-separated ISO codes of Bible languages (default: {DEFAULT_LANGUAGES})",
+        default=None,
+        help="comma-separated language codes (default: every language of --text-files, "
+        f"else the Bible's {DEFAULT_LANGUAGES})",
     )
     parser.add_argument(
         "--text-files",
@@ -137,7 +140,11 @@ def _corpus(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return from_files(pairs)
     from lsn_mech.corpora import bible
 
-    return bible(args.languages)
+    return bible(args.languages or _languages(DEFAULT_LANGUAGES))
+
+
+def _chosen_languages(args: argparse.Namespace, corpus) -> list[str]:  # type: ignore[no-untyped-def]
+    return list(args.languages) if args.languages else list(corpus.languages)
 
 
 def _run_stats(args: argparse.Namespace) -> int:
@@ -149,7 +156,7 @@ def _run_stats(args: argparse.Namespace) -> int:
     stats = collect_stats(
         model,
         corpus,
-        languages=None if args.text_files else args.languages,
+        languages=_chosen_languages(args, corpus),
         max_tokens_per_language=args.max_tokens,
         batch_size=args.batch_size,
         window=args.window,
@@ -185,7 +192,7 @@ def _run_ppl(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     if args.neurons is None:
         results = {}
-        for language in args.languages:
+        for language in _chosen_languages(args, corpus):
             windows = language_windows(
                 corpus,
                 language,
@@ -208,7 +215,7 @@ def _run_ppl(args: argparse.Namespace) -> int:
         model,
         neurons,
         corpus,
-        languages=args.languages,
+        languages=_chosen_languages(args, corpus),
         split=args.split,
         max_tokens_per_language=args.max_tokens,
         window=args.window,

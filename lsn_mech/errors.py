@@ -1,6 +1,6 @@
 """Every error lsn_mech raises on purpose, each with a message that names the fix.
 
-They subclass both :class:`LsnMechError` (catch everything from this library)
+They subclass both `LsnMechError` (catch everything from this library)
 and the builtin a caller would naturally expect (``ValueError``, ``KeyError``,
 ``ImportError``), so ordinary ``except ValueError`` code keeps working.
 """

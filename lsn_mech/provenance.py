@@ -35,7 +35,7 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Provenance:
-        """Inverse of :meth:`to_dict`; unknown keys (from newer versions) are ignored."""
+        """Inverse of `to_dict`; unknown keys (from newer versions) are ignored."""
         if not data:
             return cls()
         names = {f.name for f in dataclasses.fields(cls)}

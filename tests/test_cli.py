@@ -102,3 +102,23 @@ def test_info_and_help(capsys) -> None:  # type: ignore[no-untyped-def]
     assert "transformer-lens" in shown and "gemma-3-270m" in shown
     help_text = build_parser().format_help()
     assert "stats" in help_text and "ppl" in help_text
+
+
+def test_ppl_defaults_to_the_languages_of_the_files(tmp_path, text_files) -> None:  # type: ignore[no-untyped-def]
+    argv = [
+        "ppl",
+        "--model",
+        "tiny-llama",
+        "--text-files",
+        *text_files,
+        "--split",
+        "train",
+        "--window",
+        "32",
+        "--max-tokens",
+        "64",
+        "--output",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    assert set(json.loads((tmp_path / "perplexity.json").read_text())) == {"en", "fr"}

@@ -9,7 +9,7 @@ import torch
 
 import lsn_mech.errors as errors
 from lsn_mech.corpora.windows import tokenize_windows
-from lsn_mech.stats import ActivationStats, collect_stats
+from lsn_mech.stats import Accumulator, ActivationStats, MomentAccumulator, collect_stats
 
 
 def windows_of(model, texts, window=24):  # type: ignore[no-untyped-def]
@@ -202,3 +202,40 @@ def test_runs_on_every_architecture(tiny_model, texts) -> None:  # type: ignore[
     stats = collect_stats(tiny_model, texts, max_tokens_per_language=64, window=32, progress=False)
     assert stats.tokens.tolist() == [64, 64, 64]
     assert stats.activation_probability().shape == (3, 128, 3)
+
+
+class MaxAccumulator(Accumulator):
+    """A second accumulator on the same site, merged by maximum rather than by sum."""
+
+    name = "test-max"
+    quantities = ("max",)
+
+    def init_state(self, n_layers, d_mlp, n_languages, device):  # type: ignore[no-untyped-def]
+        shape = (n_layers, d_mlp, n_languages)
+        return {f"{s}/max": torch.full(shape, -torch.inf, device=device) for s in self.sites}
+
+    def update(self, state, site, layer, language, activations) -> None:  # type: ignore[no-untyped-def]
+        if activations.shape[0]:
+            current = state[f"{site}/max"][layer, :, language]
+            torch.maximum(current, activations.float().max(0).values, out=current)
+
+    def merge(self, first, second):  # type: ignore[no-untyped-def]
+        return {k: torch.maximum(first[k], second[k]) for k in first}
+
+
+def test_custom_accumulators_share_sites_and_merge_their_own_way(llama, texts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lsn_mech.stats import container
+
+    monkeypatch.setitem(container.ACCUMULATOR_TYPES, "test-max", MaxAccumulator)
+    windows = windows_of(llama, texts)
+    accumulators = [MomentAccumulator(("mlp_post",)), MaxAccumulator(("mlp_post",))]
+    en = collect_stats(
+        llama, {"en": windows["en"]}, sites=["mlp_post"], accumulators=accumulators, progress=False
+    )
+    fr = collect_stats(
+        llama, {"fr": windows["fr"]}, sites=["mlp_post"], accumulators=accumulators, progress=False
+    )
+    assert set(en.state) == {"mlp_post/positive", "mlp_post/sum", "mlp_post/sum_sq", "mlp_post/max"}
+    both = en.merge(fr)
+    assert torch.equal(both.state["mlp_post/sum"][..., 0], en.state["mlp_post/sum"][..., 0])
+    assert torch.equal(both.state["mlp_post/max"][..., 1], fr.state["mlp_post/max"][..., 0])

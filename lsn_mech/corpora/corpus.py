@@ -1,6 +1,6 @@
 """``MultilingualCorpus``: monolingual text in several languages, split into train and test.
 
-A corpus is a thin wrapper around one :class:`datasets.Dataset` with (at least) the
+A corpus is a thin wrapper around one `datasets.Dataset` with (at least) the
 columns ``language``, ``text`` and ``split`` (``"train"`` or ``"test"``). Everything a
 statistics run or an evaluation needs (the texts of one language in one split, a
 content fingerprint for provenance) is computed from that dataset and cached.
@@ -20,7 +20,7 @@ from lsn_mech.provenance import stable_hash
 
 SPLITS = ("train", "test")
 
-#: How :meth:`MultilingualCorpus.from_dataset` assigns rows to splits when it has to.
+#: How `MultilingualCorpus.from_dataset` assigns rows to splits when it has to.
 HASH_SPLIT_RULE = (
     "A row is in 'test' iff u < test_fraction, where u is the first 8 bytes of "
     "blake2b(f'{seed}\\x00{key}'.encode('utf-8'), digest_size=8), read as a big-endian "
@@ -34,7 +34,7 @@ class CorpusArgumentError(LsnMechError, ValueError):
 
 
 def hash_unit(seed: int, key: str) -> float:
-    """A stable pseudo-random number in ``[0, 1)`` for ``key`` (see :data:`HASH_SPLIT_RULE`)."""
+    """A stable pseudo-random number in ``[0, 1)`` for ``key`` (see `HASH_SPLIT_RULE`)."""
     digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64
 
@@ -138,8 +138,8 @@ def check_fraction(test_fraction: float) -> float:
 class MultilingualCorpus:
     """Texts in several languages, each row in the ``train`` or the ``test`` split.
 
-    Build one with :func:`lsn_mech.corpora.bible`, :func:`lsn_mech.corpora.from_files`,
-    :func:`lsn_mech.corpora.from_hub` or :meth:`MultilingualCorpus.from_dataset`.
+    Build one with `lsn_mech.corpora.bible`, `lsn_mech.corpora.from_files`,
+    `lsn_mech.corpora.from_hub` or `MultilingualCorpus.from_dataset`.
 
     Attributes:
         dataset: the underlying ``datasets.Dataset`` (columns ``language``, ``text``,
@@ -209,7 +209,7 @@ class MultilingualCorpus:
             text_column: column holding the text.
             split_column: an existing column with values ``"train"``/``"test"``. When
                 ``None`` (and no ``split`` column exists), a deterministic split is added:
-                see :data:`HASH_SPLIT_RULE`.
+                see `HASH_SPLIT_RULE`.
             group_column: when adding a split, rows with equal values here (e.g. a
                 document or verse id) go to the same split.
             test_fraction: expected share of rows in ``test`` when adding a split.

@@ -91,7 +91,7 @@ def from_files(
             ``.jsonl.gz``).
         text_column: the text field of JSON and Parquet files.
         test_fraction: expected share of rows in ``test``; the split is the
-            deterministic hash split of :meth:`MultilingualCorpus.from_dataset`.
+            deterministic hash split of `MultilingualCorpus.from_dataset`.
         seed: seed of that split.
         sample_by: for text files, ``"line"``, ``"paragraph"`` (blank-line separated)
             or ``"document"`` (whole file).

@@ -1,6 +1,6 @@
 """Turn whatever a user passes as "a corpus" into token windows for one language.
 
-Accepted: a :class:`MultilingualCorpus`, a ``datasets.Dataset`` with ``language`` and
+Accepted: a `MultilingualCorpus`, a ``datasets.Dataset`` with ``language`` and
 ``text`` columns, a mapping ``language -> texts`` or ``language -> TokenWindows``.
 """
 

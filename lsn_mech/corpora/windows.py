@@ -1,6 +1,6 @@
 """Tokenise text into fixed-length windows, with masks saying which positions count.
 
-Statistics and evaluation consume :class:`TokenWindows`: a ``[window, seq]`` grid of
+Statistics and evaluation consume `TokenWindows`: a ``[window, seq]`` grid of
 token ids, right-padded, with
 
 * ``attention_mask``: ``True`` at real tokens (BOS included), ``False`` at padding;
@@ -189,7 +189,7 @@ def tokenize_windows(
         tokenizer: a Hugging Face tokenizer (the fast batch call is used).
         texts: strings, a ``datasets.Dataset`` (its ``text_column``; its ``language``
             column fills ``language`` when it holds one value), or a
-            :class:`MultilingualCorpus` together with ``language`` (training split).
+            `MultilingualCorpus` together with ``language`` (training split).
         window: length of every window, BOS included (at least 2).
         pack: ``True``: concatenate all texts (``separator`` between them) and cut the
             stream into chunks of ``window - 1`` tokens (``window`` without BOS), each
@@ -309,7 +309,7 @@ def _empty(language: str | None) -> EmptyCorpusError:
 
 
 def concat_windows(parts: Iterable[TokenWindows]) -> TokenWindows:
-    """Stack several :class:`TokenWindows` of the same window length (and language)."""
+    """Stack several `TokenWindows` of the same window length (and language)."""
     parts = list(parts)
     if not parts:
         raise EmptyCorpusError("concat_windows needs at least one TokenWindows.")

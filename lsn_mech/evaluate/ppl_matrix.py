@@ -88,7 +88,7 @@ class PPLChangeMatrix:
 
     @classmethod
     def load(cls, path: str | Path) -> PPLChangeMatrix:
-        """Read a matrix written by :meth:`save`."""
+        """Read a matrix written by `save`."""
         data = json.loads(Path(path).read_text())
         data.pop("format", None)
         data["provenance"] = Provenance.from_dict(data.get("provenance"))
@@ -112,10 +112,11 @@ class PPLChangeMatrix:
 
     def __str__(self) -> str:
         width = max(12, *(len(r) + 2 for r in self.rows))
-        header = "deactivated".ljust(width) + "".join(c.rjust(10) for c in self.columns)
-        lines = [header, "base PPL".ljust(width) + "".join(f"{b:10.2f}" for b in self.base)]
+        cell = 18
+        header = "deactivated".ljust(width) + "".join(c.rjust(cell) for c in self.columns)
+        lines = [header, "base PPL".ljust(width) + "".join(f"{b:{cell}.2f}" for b in self.base)]
         for name, row, ratios in zip(self.rows, self.ppl, self.values("ratio")):
-            cells = "".join(f"{p:7.2f}x{r:<3.1f}"[:10].rjust(10) for p, r in zip(row, ratios))
+            cells = "".join(f"{p:.2f} (x{r:.2f})".rjust(cell) for p, r in zip(row, ratios))
             lines.append(name.ljust(width) + cells)
         return "\n".join(lines)
 

@@ -69,7 +69,7 @@ def activate(model: HookedModel, neurons: Any, stats: Value) -> Intervention:
     """Set the neurons to a language's mean activation at their own site (Tang et al. §4.3).
 
     ``stats`` is ``stats["zh"]`` (a ``LanguageStats``), ``stats["zh"].mean``, or any
-    value :func:`set_to` accepts.
+    value `set_to` accepts.
     """
     return set_to(model, neurons, stats)
 

@@ -50,7 +50,7 @@ def load_model(
     """Load a model as a TransformerLens 4 ``TransformerBridge`` (no weight processing).
 
     ``source`` is a zoo name (``"gemma-3-270m"``, ``"tiny-llama"``, …; see
-    :data:`lsn_mech.models.ZOO`), a local Hugging Face directory, a hub id, or an
+    `lsn_mech.models.ZOO`), a local Hugging Face directory, a hub id, or an
     in-memory ``PreTrainedModel`` (then pass ``tokenizer``). The model is moved to
     ``device`` and cast to ``dtype`` before booting, because the bridge does not apply
     them to a pre-loaded model. The bridge modifies the HF model in place.

@@ -1,6 +1,6 @@
 """The small surface of a hooked model that statistics and interventions rely on.
 
-Everything above :mod:`lsn_mech.models` talks to a model only through this protocol,
+Everything above `lsn_mech.models` talks to a model only through this protocol,
 so a TransformerLens 4 ``TransformerBridge`` and a TransformerLens 3
 ``HookedTransformer`` (which SAELens users still run) are interchangeable.
 """
@@ -26,7 +26,9 @@ class HookedModel(Protocol):
     * ``hooks(fwd_hooks=[(name, fn)], bwd_hooks=[...])`` is a context manager that
       attaches hooks and removes exactly those on exit;
     * calling the model on token ids returns logits;
-    * ``tokenizer`` is a Hugging Face tokenizer.
+    * ``tokenizer`` is a Hugging Face tokenizer;
+    * ``unembed(residual)`` maps final residuals to logits (perplexity computes logits
+      itself, in chunks, at target positions only).
     """
 
     cfg: Any
@@ -48,6 +50,8 @@ class HookedModel(Protocol):
     def run_with_cache(self, input: Any, *args: Any, **kwargs: Any) -> Any: ...
 
     def __call__(self, input: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+    def unembed(self, residual: torch.Tensor) -> torch.Tensor: ...
 
     def parameters(self, recurse: bool = ...) -> Iterator[torch.nn.Parameter]: ...
 

@@ -61,7 +61,7 @@ class HookSites:
 def hook_sites(model: Any) -> HookSites:
     """Resolve the MLP hook sites of ``model``, or say why it has none.
 
-    ``model`` is anything that may be a :class:`HookedModel`; what is not gets a clear
+    ``model`` is anything that may be a `HookedModel`; what is not gets a clear
     error rather than a type error. Works for TransformerLens 4 bridges and TransformerLens 3
     ``HookedTransformer``s, which both name the sites ``blocks.{i}.mlp.hook_pre`` / ``hook_post``.
     """

@@ -1,7 +1,7 @@
 """Neuron sets: which MLP neurons of a model matter for which language.
 
-:class:`NeuronSet` is an immutable, shape-aware set of ``(layer, index)`` neurons with
-set algebra and masks; :class:`LanguageNeurons` maps languages to sets; :mod:`.io`
+`NeuronSet` is an immutable, shape-aware set of ``(layer, index)`` neurons with
+set algebra and masks; `LanguageNeurons` maps languages to sets; `.io`
 saves and loads both losslessly and imports/exports the published LAPE format.
 """
 

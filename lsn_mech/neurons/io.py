@@ -1,8 +1,8 @@
 """Saving and loading neuron sets: our safetensors format, and the published LAPE lists.
 
 Our format is one ``.safetensors`` file: an ``int64`` index tensor per layer (keys
-``"{layer}"`` for a :class:`NeuronSet`, ``"{language}/{layer}"`` for
-:class:`LanguageNeurons`; empty layers are stored as zero-length tensors, which
+``"{layer}"`` for a `NeuronSet`, ``"{language}/{layer}"`` for
+`LanguageNeurons`; empty layers are stored as zero-length tensors, which
 safetensors round-trips), plus a JSON document under the header metadata key
 ``"lsn_mech"`` with the shape, site, model ids, language order, provenance and format
 version. Nothing is pickled, so loading a file cannot run code.
@@ -61,7 +61,7 @@ def _set_meta(s: NeuronSet) -> dict[str, Any]:
 
 
 def save(obj: NeuronSet | LanguageNeurons, path: str | os.PathLike[str]) -> Path:
-    """Write a :class:`NeuronSet` or :class:`LanguageNeurons` losslessly to safetensors.
+    """Write a `NeuronSet` or `LanguageNeurons` losslessly to safetensors.
 
     ``.safetensors`` is appended to ``path`` unless it already ends with it. The file is
     written to a temporary name first and then moved into place, so an interrupted save
@@ -138,7 +138,7 @@ def _build_set(
 
 
 def load(path: str | os.PathLike[str]) -> NeuronSet | LanguageNeurons:
-    """Read what :func:`save` wrote: a :class:`NeuronSet` or :class:`LanguageNeurons`.
+    """Read what `save` wrote: a `NeuronSet` or `LanguageNeurons`.
 
     ``path`` may be given with or without the ``.safetensors`` suffix.
     """
@@ -161,7 +161,7 @@ def load(path: str | os.PathLike[str]) -> NeuronSet | LanguageNeurons:
 
 
 def load_neuron_set(path: str | os.PathLike[str]) -> NeuronSet:
-    """Like :func:`load`, but insist on a single :class:`NeuronSet`."""
+    """Like `load`, but insist on a single `NeuronSet`."""
     obj = load(path)
     if not isinstance(obj, NeuronSet):
         raise NeuronFormatError(
@@ -172,7 +172,7 @@ def load_neuron_set(path: str | os.PathLike[str]) -> NeuronSet:
 
 
 def load_language_neurons(path: str | os.PathLike[str]) -> LanguageNeurons:
-    """Like :func:`load`, but insist on :class:`LanguageNeurons`."""
+    """Like `load`, but insist on `LanguageNeurons`."""
     obj = load(path)
     if not isinstance(obj, LanguageNeurons):
         raise NeuronFormatError(
@@ -266,7 +266,7 @@ def from_lape_file(
 ) -> LanguageNeurons:
     """Load a LAPE ``activation_mask`` file (``torch.load(..., weights_only=True)``).
 
-    See :func:`from_lape_object` for the arguments; ``languages`` must list the
+    See `from_lape_object` for the arguments; ``languages`` must list the
     languages in the order the file was written.
     """
     try:
@@ -295,7 +295,7 @@ def to_lape_object(language_neurons: LanguageNeurons) -> list[list[torch.Tensor]
 
 
 def to_lape_file(language_neurons: LanguageNeurons, path: str | os.PathLike[str]) -> Path:
-    """Write neurons in the LAPE reference format (``torch.save`` of :func:`to_lape_object`).
+    """Write neurons in the LAPE reference format (``torch.save`` of `to_lape_object`).
 
     The file records neither the language order (``language_neurons.languages``) nor
     ``d_mlp``, site, model id or provenance: keep them alongside it. Returns the path.

@@ -1,6 +1,6 @@
 """Neuron sets keyed by language: what every detector returns and every evaluation consumes.
 
-A :class:`LanguageNeurons` is a read-only ``Mapping[str, NeuronSet]`` whose order is the
+A `LanguageNeurons` is a read-only ``Mapping[str, NeuronSet]`` whose order is the
 language order (rows and columns of every matrix derived from it), and which guarantees
 that all its sets describe the same model, so cross-language algebra never fails halfway.
 """
@@ -117,7 +117,7 @@ def _missing(language: str, available: Iterable[str]) -> MissingLanguageError:
 
 
 class LanguageNeurons(Mapping[str, NeuronSet]):
-    """One :class:`NeuronSet` per language, all of the same model, in language order.
+    """One `NeuronSet` per language, all of the same model, in language order.
 
     Args:
         sets: language code → neuron set; the iteration order is the language order.
@@ -125,7 +125,7 @@ class LanguageNeurons(Mapping[str, NeuronSet]):
 
     All sets must have the same ``n_layers``, ``d_mlp`` and ``site``, and their
     non-``None`` model ids must agree; otherwise
-    :class:`~lsn_mech.errors.NeuronShapeMismatchError` is raised.
+    `lsn_mech.errors.NeuronShapeMismatchError` is raised.
 
     ``==`` compares language order and sets; provenance is not compared.
 
@@ -332,14 +332,14 @@ class LanguageNeurons(Mapping[str, NeuronSet]):
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write to ``<path>.safetensors``; see :func:`lsn_mech.neurons.save`."""
+        """Write to ``<path>.safetensors``; see `lsn_mech.neurons.save`."""
         from lsn_mech.neurons.io import save
 
         return save(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LanguageNeurons:
-        """Read neurons written by :meth:`save`; see :func:`lsn_mech.neurons.load`."""
+        """Read neurons written by `save`; see `lsn_mech.neurons.load`."""
         from lsn_mech.neurons.io import load_language_neurons
 
         return load_language_neurons(path)

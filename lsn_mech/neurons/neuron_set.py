@@ -1,13 +1,13 @@
 """An immutable set of MLP neurons of one model, addressed as ``(layer, index)`` pairs.
 
 Every method that detects, intervenes on or trains "the French neurons" speaks in
-terms of a :class:`NeuronSet`. Keeping it immutable and shape-aware means a set can be
+terms of a `NeuronSet`. Keeping it immutable and shape-aware means a set can be
 shared freely between hook contexts, cached, hashed and compared, and that combining
 sets from two different models fails loudly instead of silently indexing garbage.
 
 Storage: one sorted, duplicate-free ``int64`` CPU tensor per layer. Index lists are
 small (a few thousand neurons), so CPU storage is the simplest choice; masks for a
-device are built on demand with :meth:`NeuronSet.to_mask`.
+device are built on demand with `NeuronSet.to_mask`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Overlap:
 
     @classmethod
     def of(cls, a: NeuronSet, b: NeuronSet) -> Overlap:
-        """The overlap of two compatible sets (see :meth:`NeuronSet.overlap`)."""
+        """The overlap of two compatible sets (see `NeuronSet.overlap`)."""
         inter = len(a & b)
         union = len(a) + len(b) - inter
         return cls(intersection=inter, union=union, jaccard=inter / union if union else 0.0)
@@ -79,10 +79,10 @@ class NeuronSet:
         model_id: the model the neurons belong to, or ``None`` when unknown.
 
     Equality (``==``, ``hash``) is strict: same ``n_layers``, ``d_mlp``, ``site``,
-    ``model_id`` and neurons. Combining sets (``| & - ^``, :meth:`overlap`) is looser:
+    ``model_id`` and neurons. Combining sets (``| & - ^``, `overlap`) is looser:
     ``model_id=None`` is compatible with any model id, and the result takes the
     non-``None`` id. Sets whose shape, site or (non-``None``) model ids differ cannot be
-    combined and raise :class:`~lsn_mech.errors.NeuronShapeMismatchError`.
+    combined and raise `lsn_mech.errors.NeuronShapeMismatchError`.
 
     Example:
         >>> a = NeuronSet([[1, 3], [], [7]], d_mlp=8)
@@ -489,14 +489,14 @@ class NeuronSet:
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write to ``<path>.safetensors``; see :func:`lsn_mech.neurons.save`."""
+        """Write to ``<path>.safetensors``; see `lsn_mech.neurons.save`."""
         from lsn_mech.neurons.io import save
 
         return save(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> NeuronSet:
-        """Read a set written by :meth:`save`; see :func:`lsn_mech.neurons.load`."""
+        """Read a set written by `save`; see `lsn_mech.neurons.load`."""
         from lsn_mech.neurons.io import load_neuron_set
 
         return load_neuron_set(path)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lsn_mech.errors import require
-
 
 def heatmap(
     values: Sequence[Sequence[float]],
@@ -21,7 +19,6 @@ def heatmap(
     diverging: bool = False,
 ) -> Any:
     """A labelled heatmap with the values printed in the cells."""
-    require("plotly", "plots", "Plotting")
     import plotly.graph_objects as go
 
     matrix = [list(map(float, row)) for row in values]

@@ -23,9 +23,15 @@ class Accumulator(abc.ABC):
     """One kind of streaming statistic over the neurons of some hook sites."""
 
     name: str = "accumulator"
+    quantities: tuple[str, ...] = ()
+    """Names of the tensors it keeps per site; unique across accumulators of one run."""
 
     def __init__(self, sites: tuple[str, ...]) -> None:
         self.sites = tuple(sites)
+
+    def keys(self) -> list[str]:
+        """The ``"{site}/{quantity}"`` keys of the state this accumulator owns."""
+        return [f"{site}/{quantity}" for site in self.sites for quantity in self.quantities]
 
     @abc.abstractmethod
     def init_state(
@@ -61,7 +67,7 @@ class MomentAccumulator(Accumulator):
     """
 
     name = "moments"
-    QUANTITIES = ("positive", "sum", "sum_sq")
+    quantities = ("positive", "sum", "sum_sq")
 
     def init_state(
         self, n_layers: int, d_mlp: int, n_languages: int, device: torch.device

@@ -30,7 +30,7 @@ def build_accumulator(config: Mapping[str, Any]) -> Accumulator:
 class SiteValues(dict[str, Tensor]):
     """One statistic of one language, per hook site: ``values["mlp_post"]`` is ``[layer, d_mlp]``.
 
-    Interventions such as :func:`lsn_mech.activate` pick the entry at the neurons' site.
+    Interventions such as `lsn_mech.activate` pick the entry at the neurons' site.
     """
 
 
@@ -137,7 +137,7 @@ class ActivationStats:
         merged_state: dict[str, Tensor] = {}
         for config in self.accumulators:
             accumulator = build_accumulator(config)
-            keys = [k for k in left.state if k.split("/", 1)[0] in accumulator.sites]
+            keys = accumulator.keys()
             part = accumulator.merge(
                 {k: left.state[k] for k in keys}, {k: right.state[k] for k in keys}
             )
@@ -222,7 +222,7 @@ class ActivationStats:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ActivationStats:
-        """Read statistics written by :meth:`save`."""
+        """Read statistics written by `save`."""
         from safetensors import safe_open
 
         source = _with_suffix(path)
