@@ -7,7 +7,8 @@
     target >= 1.0 (statistics stop before the unembedding).
 (b) bridge forward inside deactivate(1 % of neurons)  /  plain HF forward; target <= 1.10.
     Also reported against the bridge forward without interventions.
-(c) peak resident memory of collect_stats at 10k vs 100k tokens (fresh processes); flat.
+(c) peak resident memory while collect_stats runs, 10k vs 100k tokens (fresh processes,
+    RSS sampled every 10 ms); flat.
 
 Timings are medians of repeated runs in one process; only ratios are meaningful.
 """
@@ -16,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,15 +109,41 @@ def _sample_fraction(n_layers: int, d_mlp: int, fraction: float):  # type: ignor
 
 
 def peak_memory_child(n_tokens: int) -> None:
-    """Run collect_stats once and print the process's peak RSS in MiB (for (c))."""
+    """Run collect_stats once; print resident memory before it and its peak while it runs.
+
+    The process's high-water mark (ru_maxrss) is set by loading the model, so a thread
+    samples the current RSS every 10 ms during collection instead.
+    """
+    import psutil
+
     import lsn_mech as lm
 
     model = lm.load_model("gemma-3-270m", device="cpu")
     corpus = lm.corpora.bible([LANGUAGE])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    process = psutil.Process()
+    before = process.memory_info().rss / 2**20
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], process.memory_info().rss / 2**20)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     lm.collect_stats(model, corpus, max_tokens_per_language=n_tokens, batch_size=8, progress=False)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tokens": n_tokens, "peak_mib_before": before, "peak_mib": after}))
+    done.set()
+    sampler.join()
+    print(
+        json.dumps(
+            {
+                "tokens": n_tokens,
+                "rss_before_mib": before,
+                "peak_mib": peak[0],
+                "growth_mib": peak[0] - before,
+            }
+        )
+    )
 
 
 def peak_memory(budgets: list[int]) -> list[dict[str, float]]:
@@ -162,6 +189,7 @@ def main() -> None:
         "throughput": speed,
         "memory": memory,
         "c_peak_memory_ratio": memory[1]["peak_mib"] / memory[0]["peak_mib"],
+        "c_growth_mib": [m["growth_mib"] for m in memory],
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
