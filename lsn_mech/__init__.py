@@ -35,11 +35,14 @@ _EXPORTS: dict[str, str] = {
 }
 _SUBMODULES = (
     "corpora",
+    "detect",
     "errors",
     "evaluate",
+    "experiments",
     "interventions",
     "models",
     "neurons",
+    "pipelines",
     "plots",
     "stats",
 )
@@ -47,7 +50,19 @@ _SUBMODULES = (
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lsn_mech import corpora, errors, evaluate, interventions, models, neurons, plots, stats
+    from lsn_mech import (
+        corpora,
+        detect,
+        errors,
+        evaluate,
+        experiments,
+        interventions,
+        models,
+        neurons,
+        pipelines,
+        plots,
+        stats,
+    )
     from lsn_mech.errors import LsnMechError
     from lsn_mech.interventions import activate, add, compose, deactivate, scale, set_to
     from lsn_mech.models import hook_sites, load_model

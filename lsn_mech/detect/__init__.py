@@ -1,0 +1,46 @@
+"""Detectors of language-specific neurons: one function per method, each returning
+`lsn_mech.neurons.LanguageNeurons` whose provenance records the method and every parameter.
+
+* `lape`: language activation probability entropy (Tang et al. 2024), reference-code exact;
+* `lap`: activation probability above a threshold (the paper's LAP baseline);
+* `lave`: LAPE on mean activation values (LAVE);
+* `pv` / `pv_from_state_dicts`: parameter variation after per-language finetuning;
+* `random`: as many neurons per layer, at random;
+* `load_lape_activations` / `activation_stats_from_lape`: read the reference code's
+  activation-count files, so the detectors run on statistics collected elsewhere.
+
+Statistics-based detectors take an `lsn_mech.stats.ActivationStats` or a plain
+``[layer, d_mlp, lang]`` tensor with ``languages=[...]``.
+"""
+
+from lsn_mech.detect._common import DetectorInputError, EntropySelection
+from lsn_mech.detect.lap_detector import lap
+from lsn_mech.detect.lape_detector import lape, lape_details, lape_scores
+from lsn_mech.detect.lape_files import (
+    PositiveCountAccumulator,
+    activation_stats_from_lape,
+    load_lape_activations,
+)
+from lsn_mech.detect.lave_detector import lave, lave_details, lave_values
+from lsn_mech.detect.pv_detector import pv, pv_change_rates, pv_from_rates, pv_from_state_dicts
+from lsn_mech.detect.random_baseline import random
+
+__all__ = [
+    "DetectorInputError",
+    "EntropySelection",
+    "PositiveCountAccumulator",
+    "activation_stats_from_lape",
+    "lap",
+    "lape",
+    "lape_details",
+    "lape_scores",
+    "lave",
+    "lave_details",
+    "lave_values",
+    "load_lape_activations",
+    "pv",
+    "pv_change_rates",
+    "pv_from_rates",
+    "pv_from_state_dicts",
+    "random",
+]

@@ -1,0 +1,172 @@
+"""LAPE: language activation probability entropy (Tang et al., ACL 2024, §2.2).
+
+Follows the public reference code exactly (see ``docs/detectors.md``):
+
+1. ``P[l, j, k] = count(act > 0) / tokens`` for language ``k``, read at ``site``
+   (``"mlp_pre"``: the gate / first-projection pre-activation; ``act_fn(x) > 0 ⇔ x > 0``
+   for GELU and SiLU).
+2. ``P'[l, j, :] = P[l, j, :] / Σ_k P[l, j, k]`` (all-zero neurons give all zeros).
+3. ``LAPE[l, j] = −Σ_k P'ₖ · ln P'ₖ`` with ``0 · ln 0 = 0``.
+4. ``filter_bar`` = global quantile at ``filter_rate`` of all ``P`` values (layers ×
+   neurons × languages); a neuron with no ``P[l, j, k] > filter_bar`` gets ``+inf``.
+5. The ``round(top_rate · layers · d_mlp)`` lowest-entropy neurons are selected
+   (ties: lower flat index ``l · d_mlp + j`` first).
+6. ``activation_bar`` = global quantile at ``activation_bar_ratio``; a selected neuron
+   belongs to every language ``k`` with ``P[l, j, k] > activation_bar``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from jaxtyping import Float
+from torch import Tensor
+
+from lsn_mech.detect._common import (
+    EntropySelection,
+    QuantileMethod,
+    check_probabilities,
+    check_rate,
+    entropy_select,
+    make_provenance,
+    normalised_entropy,
+    read_input,
+    require_languages,
+)
+from lsn_mech.neurons import LanguageNeurons
+from lsn_mech.stats.container import ActivationStats
+
+
+def lape_scores(probs: Float[Tensor, "layer d_mlp lang"]) -> Float[Tensor, "layer d_mlp"]:
+    """LAPE entropy of every neuron, before any filtering.
+
+    ``−Σ_k p'ₖ ln p'ₖ`` of the L1-normalised probabilities over languages (natural log,
+    ``0 · ln 0 = 0``). A neuron that never activates in any language normalises to all
+    zeros (0/0 taken as 0, as in the reference code) and scores 0; `lape` removes such
+    neurons with its filter bar, since none of their probabilities exceeds it.
+
+    Raises:
+        DetectorInputError: fewer than 2 languages, or values outside ``[0, 1]``.
+    """
+    require_languages(probs.shape[-1], "LAPE")
+    check_probabilities(probs)
+    return normalised_entropy(probs)
+
+
+def lape_details(
+    stats_or_probs: ActivationStats | Float[Tensor, "layer d_mlp lang"],
+    *,
+    languages: Sequence[str] | None = None,
+    top_rate: float = 0.01,
+    filter_rate: float = 0.95,
+    activation_bar_ratio: float = 0.95,
+    site: str = "mlp_pre",
+    neuron_site: str = "mlp_post",
+    model_id: str | None = None,
+    quantile: QuantileMethod = "kthvalue",
+) -> EntropySelection:
+    """`lape`, returning also the probabilities, entropies, bars and selection mask."""
+    top_rate = check_rate("top_rate", top_rate, allow_zero=False)
+    filter_rate = check_rate("filter_rate", filter_rate, allow_zero=True)
+    activation_bar_ratio = check_rate("activation_bar_ratio", activation_bar_ratio, allow_zero=True)
+    data = read_input(stats_or_probs, languages, kind="probability", site=site, model_id=model_id)
+    require_languages(len(data.languages), "LAPE")
+    check_probabilities(data.values)
+    entropy, selected, membership, filter_bar, activation_bar = entropy_select(
+        data.values,
+        top_rate=top_rate,
+        filter_rate=filter_rate,
+        activation_bar_ratio=activation_bar_ratio,
+        quantile=quantile,
+    )
+    provenance = make_provenance(
+        data,
+        method="lape",
+        parameters={
+            "top_rate": top_rate,
+            "filter_rate": filter_rate,
+            "activation_bar_ratio": activation_bar_ratio,
+            "site": site,
+            "neuron_site": neuron_site,
+            "quantile": quantile,
+            "tie_break": "flat_index",
+            "filter_bar": filter_bar,
+            "activation_bar": activation_bar,
+            "n_selected": int(selected.sum()),
+        },
+    )
+    neurons = LanguageNeurons.from_mask(
+        membership,
+        data.languages,
+        site=neuron_site,
+        model_id=data.model_id,
+        provenance=provenance,
+    )
+    return EntropySelection(
+        neurons=neurons,
+        values=data.values,
+        entropy=entropy,
+        selected=selected,
+        membership=membership,
+        filter_bar=filter_bar,
+        activation_bar=activation_bar,
+    )
+
+
+def lape(
+    stats_or_probs: ActivationStats | Float[Tensor, "layer d_mlp lang"],
+    *,
+    languages: Sequence[str] | None = None,
+    top_rate: float = 0.01,
+    filter_rate: float = 0.95,
+    activation_bar_ratio: float = 0.95,
+    site: str = "mlp_pre",
+    neuron_site: str = "mlp_post",
+    model_id: str | None = None,
+    quantile: QuantileMethod = "kthvalue",
+) -> LanguageNeurons:
+    """Language-specific neurons by activation probability entropy (LAPE).
+
+    Returns one ``NeuronSet`` per language. A selected neuron belongs to every language
+    whose probability exceeds the activation bar: to several languages, or to none (when
+    ``top_rate`` reaches filtered neurons, or ``activation_bar_ratio > filter_rate``).
+    ``provenance.parameters`` records every parameter and both bars. The steps are in
+    the module documentation and in ``docs/detectors.md``.
+
+    Args:
+        stats_or_probs: `ActivationStats` (probabilities are read at ``site``) or a
+            ``[layer, d_mlp, lang]`` tensor of activation probabilities.
+        languages: with statistics, the languages to use (default: all, in their
+            order); with a tensor, the code of each column (required).
+        top_rate: share of all neurons selected (lowest entropy first), paper: 0.01.
+        filter_rate: quantile of all probabilities a neuron must exceed in at least
+            one language to be eligible, paper: 0.95.
+        activation_bar_ratio: quantile of all probabilities a selected neuron must
+            exceed in a language to belong to it, paper: 0.95.
+        site: where the statistics are read (``"mlp_pre"``: ``act_fn(gate) > 0``).
+        neuron_site: site of the returned neurons (``"mlp_post"``: the input of the
+            down projection, where deactivation zeroes them).
+        model_id: model the neurons belong to (default: the statistics' model id).
+        quantile: ``"kthvalue"`` (reference code: ``k``-th smallest value with
+            ``k = round(N · rate)``) or ``"linear"`` (``torch.quantile``).
+
+
+    Examples:
+        >>> import torch
+        >>> probs = torch.tensor([[[0.9, 0.0], [0.5, 0.5]], [[0.0, 0.8], [0.1, 0.1]]])
+        >>> neurons = lape(probs, languages=["en", "fr"], top_rate=0.5, filter_rate=0.5,
+        ...                activation_bar_ratio=0.5)
+        >>> [sorted(neurons[x]) for x in neurons]
+        [[(0, 0)], [(1, 0)]]
+    """
+    return lape_details(
+        stats_or_probs,
+        languages=languages,
+        top_rate=top_rate,
+        filter_rate=filter_rate,
+        activation_bar_ratio=activation_bar_ratio,
+        site=site,
+        neuron_site=neuron_site,
+        model_id=model_id,
+        quantile=quantile,
+    ).neurons
