@@ -1,0 +1,89 @@
+"""The analyses of Tang et al. (ACL 2024) §3.2–3.3, one function and one result type each.
+
+```python
+import lsn_mech as lm
+from lsn_mech import experiments as ex
+
+dist = ex.layer_distribution(neurons)                 # Fig. 5 / Table 10
+ov = ex.overlap(neurons)                              # zh–ja overlap; ov.pairs_sorted()
+sweep = ex.selection_sweep(model, stats, corpus, language="fr")          # Fig. 4
+steer = ex.steering(model, neurons=neurons, stats=stats, target="zh")   # Tables 4–5
+aligned = ex.aligned_verses(corpus, n=200)
+emb = ex.sentence_embeddings(model, aligned)          # [lang, layer, text, d_model]
+ses = ex.sentence_similarity(model, aligned, embeddings=emb)             # Fig. 6
+dom = ex.language_dominance(model, aligned, embeddings=emb)              # Eq. 6 / Fig. 7
+```
+
+Every result is a dataclass that prints as a table, plots with plotly (``.plot()``),
+writes CSV (``.to_csv``), saves and loads losslessly as JSON (``.save`` / ``.load``), and
+records its `lsn_mech.provenance.Provenance`.
+"""
+
+from lsn_mech.experiments._results import ResultFormatError
+from lsn_mech.experiments.dominance import (
+    LanguageDominance,
+    dominance_from_embeddings,
+    dominance_matrix,
+    dominance_scores,
+    language_dominance,
+)
+from lsn_mech.experiments.embeddings import (
+    aligned_verses,
+    center_embeddings,
+    sentence_embeddings,
+)
+from lsn_mech.experiments.language_id import (
+    LanguageIdentifier,
+    UnsupportedLanguageError,
+    identify_language,
+)
+from lsn_mech.experiments.layers import LayerDistribution, layer_distribution
+from lsn_mech.experiments.overlaps import OverlapResult, overlap
+from lsn_mech.experiments.prompts import DEFAULT_PROMPTS, default_prompts
+from lsn_mech.experiments.selection import DEFAULT_RATIOS, SelectionSweep, selection_sweep
+from lsn_mech.experiments.similarity import (
+    SentenceSimilarity,
+    mean_over_pairs,
+    pair_similarity,
+    sentence_similarity,
+    similarity_from_embeddings,
+)
+from lsn_mech.experiments.steer import (
+    Generation,
+    SteeringResult,
+    greedy_generate,
+    steering,
+)
+
+__all__ = [
+    "DEFAULT_PROMPTS",
+    "DEFAULT_RATIOS",
+    "Generation",
+    "LanguageDominance",
+    "LanguageIdentifier",
+    "LayerDistribution",
+    "OverlapResult",
+    "ResultFormatError",
+    "SelectionSweep",
+    "SentenceSimilarity",
+    "SteeringResult",
+    "UnsupportedLanguageError",
+    "aligned_verses",
+    "center_embeddings",
+    "default_prompts",
+    "dominance_from_embeddings",
+    "dominance_matrix",
+    "dominance_scores",
+    "greedy_generate",
+    "identify_language",
+    "language_dominance",
+    "layer_distribution",
+    "mean_over_pairs",
+    "overlap",
+    "pair_similarity",
+    "selection_sweep",
+    "sentence_embeddings",
+    "sentence_similarity",
+    "similarity_from_embeddings",
+    "steering",
+]

@@ -1,0 +1,294 @@
+"""The selection-ratio sweep (Tang et al., Fig. 4): select more and more neurons of one
+language, deactivate them, and watch the perplexity of every language."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from lsn_mech._version import __version__
+from lsn_mech.corpora.sources import corpus_identity, corpus_languages, language_windows
+from lsn_mech.errors import MissingLanguageError
+from lsn_mech.evaluate.perplexity import perplexity
+from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.interventions import deactivate
+from lsn_mech.models.protocol import HookedModel, model_id
+from lsn_mech.neurons import LanguageNeurons
+from lsn_mech.provenance import Provenance
+from lsn_mech.stats import ActivationStats
+
+DEFAULT_RATIOS: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(11))
+"""0 %, 1 %, …, 10 % of all MLP neurons, as in Fig. 4."""
+
+KINDS = ("ppl", "delta", "ratio", "log_ratio")
+_LABELS = {"ppl": "PPL", "delta": "ΔPPL", "ratio": "PPL / base PPL", "log_ratio": "log PPL ratio"}
+
+Detector = Callable[..., LanguageNeurons]
+"""``detector(stats, top_rate=ratio) -> LanguageNeurons`` (e.g. `lsn_mech.detect.lape`)."""
+
+
+@dataclasses.dataclass
+class SelectionSweep:
+    """Perplexity of every evaluated language while one language's neurons are deactivated,
+    for increasing selection ratios.
+
+    Attributes:
+        language: whose neurons are deactivated.
+        ratios: the detector's ``top_rate`` per row.
+        languages: the evaluated languages (columns).
+        base: perplexity of each evaluated language without intervention.
+        ppl: ``ppl[r][j]``: perplexity of ``languages[j]`` with the neurons selected at
+            ``ratios[r]`` deactivated.
+        n_neurons: size of the deactivated set per ratio.
+        per_layer: per-layer counts of the deactivated set per ratio.
+        tokens: evaluated (predicted) tokens per language.
+    """
+
+    language: str
+    ratios: list[float]
+    languages: list[str]
+    base: list[float]
+    ppl: list[list[float]]
+    n_neurons: list[int]
+    per_layer: list[list[int]]
+    tokens: list[int]
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
+
+    def values(self, kind: str = "delta") -> list[list[float]]:
+        """``[ratio][language]`` as ``ppl``, ``delta`` (ppl − base), ``ratio`` (ppl / base)
+        or ``log_ratio``."""
+        if kind not in KINDS:
+            raise ValueError(f"Unknown kind {kind!r}; choose from {', '.join(KINDS)}.")
+        out = []
+        for row in self.ppl:
+            if kind == "ppl":
+                out.append(list(row))
+            elif kind == "delta":
+                out.append([p - b for p, b in zip(row, self.base)])
+            elif kind == "ratio":
+                out.append([p / b for p, b in zip(row, self.base)])
+            else:
+                out.append([math.log(p / b) for p, b in zip(row, self.base)])
+        return out
+
+    def curve(self, language: str, kind: str = "delta") -> list[float]:
+        """One evaluated language's values over the ratios."""
+        j = self.languages.index(language)
+        return [row[j] for row in self.values(kind)]
+
+    def to_csv(self, path: str | Path, kind: str = "ppl") -> Path:
+        """One row per ratio (plus the base row for ``kind="ppl"``)."""
+        rows: list[list[Any]] = []
+        if kind == "ppl":
+            rows.append(["base", 0, *self.base])
+        for ratio, n, row in zip(self.ratios, self.n_neurons, self.values(kind)):
+            rows.append([ratio, n, *row])
+        return write_csv(path, ["ratio", "n_neurons", *self.languages], rows)
+
+    def save(self, path: str | Path) -> Path:
+        """Lossless JSON (``.json`` is added when missing)."""
+        return save_json(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SelectionSweep:
+        """Read a sweep written by `save`."""
+        return load_json(cls, path)
+
+    def plot(self, kinds: Sequence[str] = ("delta", "ratio")) -> Any:
+        """Lines per evaluated language over the selection ratio (%), one panel per kind.
+
+        The default shows the absolute change (Fig. 4) next to the ratio to the base
+        perplexity, which is comparable across languages.
+        """
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+        for kind in kinds:
+            if kind not in KINDS:
+                raise ValueError(f"Unknown kind {kind!r}; choose from {', '.join(KINDS)}.")
+        figure = make_subplots(rows=1, cols=len(kinds), subplot_titles=[_LABELS[k] for k in kinds])
+        x = [100 * r for r in self.ratios]
+        colors = _palette(len(self.languages))
+        for col, kind in enumerate(kinds, start=1):
+            for language, color in zip(self.languages, colors):
+                figure.add_trace(
+                    go.Scatter(
+                        x=x,
+                        y=self.curve(language, kind),
+                        mode="lines+markers",
+                        name=language,
+                        legendgroup=language,
+                        showlegend=col == 1,
+                        line={"color": color, "width": 3 if language == self.language else 1.5},
+                    ),
+                    row=1,
+                    col=col,
+                )
+            figure.update_xaxes(title_text="selection ratio (%)", row=1, col=col)
+            figure.update_yaxes(title_text=_LABELS[kind], row=1, col=col)
+        figure.update_layout(
+            title=f"Perplexity when deactivating {self.language} neurons selected at each ratio"
+        )
+        return figure
+
+    def __str__(self) -> str:
+        header = ["ratio", "neurons", *self.languages]
+        rows: list[list[Any]] = [["base", 0, *self.base]]
+        for ratio, n, row, rel in zip(self.ratios, self.n_neurons, self.ppl, self.values("ratio")):
+            rows.append(
+                [f"{100 * ratio:g} %", n, *(f"{p:.2f} (x{r:.2f})" for p, r in zip(row, rel))]
+            )
+        return f"Deactivating {self.language} neurons: PPL (ratio to base)\n" + table(
+            header, rows, digits=2
+        )
+
+
+def _palette(n: int) -> list[str]:
+    import plotly.colors
+
+    colors = plotly.colors.qualitative.Plotly
+    return [colors[i % len(colors)] for i in range(n)]
+
+
+def selection_sweep(
+    model: HookedModel,
+    stats: ActivationStats,
+    corpus: Any,
+    *,
+    language: str = "fr",
+    ratios: Sequence[float | int] = DEFAULT_RATIOS,
+    detector: Detector | None = None,
+    eval_languages: Sequence[str] | None = None,
+    split: str | None = "test",
+    max_tokens_per_language: int | None = 20_000,
+    window: int = 512,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> SelectionSweep:
+    """Deactivate the neurons of ``language`` selected at each ratio; perplexity of every
+    evaluated language (Tang et al., Fig. 4).
+
+    For each ``ratio``, ``detector(stats, top_rate=ratio)[language]`` is deactivated
+    (set to 0 at its site in every layer) and the perplexity of every evaluated language
+    is measured on the same token windows as the base perplexity. A ratio of 0 selects
+    no neuron: its row is the base perplexity, and the detector is not called (LAPE
+    rejects ``top_rate=0``).
+
+    Args:
+        model: the hooked model the statistics come from.
+        stats: activation statistics the detector selects from.
+        corpus: evaluation text (see `lsn_mech.evaluate.ppl_change_matrix`).
+        language: whose neurons are deactivated.
+        ratios: the detector's ``top_rate`` values (share of all MLP neurons selected
+            over all languages before assignment). Default 0 %, 1 %, …, 10 %.
+        detector: ``detector(stats, top_rate=r) -> LanguageNeurons``; ``None`` uses
+            `lsn_mech.detect.lape` with its other parameters at their defaults. Pass
+            ``functools.partial(lape, filter_rate=...)`` to change them.
+        eval_languages: evaluated languages; default: the languages that both the
+            statistics and the corpus have.
+        split: corpus split to evaluate on.
+        max_tokens_per_language: evaluation tokens per language.
+        window: tokens per evaluation window.
+        batch_size: windows per forward pass.
+        progress: show a progress bar.
+    """
+    if detector is None:
+        from lsn_mech.detect import lape as detector  # lazy: detect depends on stats only
+    ratios = [float(r) for r in ratios]
+    bad = [r for r in ratios if not 0.0 <= r <= 1.0]
+    if bad or not ratios:
+        raise ValueError(f"ratios must be a non-empty list of values in [0, 1]; got {ratios}.")
+    if language not in stats:
+        raise MissingLanguageError(
+            f"Language {language!r} is not in the statistics ({', '.join(stats.languages)}); "
+            "collect statistics for it first."
+        )
+    available = corpus_languages(corpus)
+    columns = (
+        list(eval_languages)
+        if eval_languages is not None
+        else [x for x in stats.languages if x in available]
+    )
+    if not columns:
+        raise MissingLanguageError(
+            f"The statistics ({', '.join(stats.languages)}) and the corpus "
+            f"({', '.join(available)}) share no language; pass eval_languages=[...]."
+        )
+    windows = {
+        lang: language_windows(
+            corpus,
+            lang,
+            model.tokenizer,
+            split=split,
+            window=window,
+            max_tokens=max_tokens_per_language,
+        )
+        for lang in columns
+    }
+    bar = tqdm(total=(len(ratios) + 1) * len(columns), desc="selection sweep", disable=not progress)
+
+    tokens: list[int] = []
+
+    def evaluate_all() -> list[float]:
+        values = []
+        for lang in columns:
+            result = perplexity(model, windows[lang], batch_size=batch_size)
+            values.append(result.value)
+            if len(tokens) < len(columns):
+                tokens.append(result.tokens)
+            bar.update(1)
+        return values
+
+    base = evaluate_all()
+    ppl, n_neurons, per_layer = [], [], []
+    for ratio in ratios:
+        bar.set_description(f"selection sweep [{100 * ratio:g} %]")
+        if ratio == 0.0:  # nothing selected: the base perplexity (LAPE refuses top_rate=0)
+            n_neurons.append(0)
+            per_layer.append([0] * stats.n_layers)
+            ppl.append(list(base))
+            bar.update(len(columns))
+            continue
+        selected = detector(stats, top_rate=ratio)[language]
+        n_neurons.append(len(selected))
+        per_layer.append(selected.per_layer())
+        with deactivate(model, selected):
+            ppl.append(evaluate_all())
+    bar.close()
+    corpus_name, corpus_hash = corpus_identity(corpus)
+    return SelectionSweep(
+        language=language,
+        ratios=ratios,
+        languages=columns,
+        base=base,
+        ppl=ppl,
+        n_neurons=n_neurons,
+        per_layer=per_layer,
+        tokens=tokens,
+        provenance=Provenance(
+            model_id=model_id(model),
+            corpus=corpus_name,
+            corpus_hash=corpus_hash,
+            method="selection_sweep",
+            parameters=canonical(
+                {
+                    "language": language,
+                    "ratios": ratios,
+                    "detector": getattr(detector, "__qualname__", None)
+                    or getattr(getattr(detector, "func", None), "__qualname__", repr(detector)),
+                    "split": split,
+                    "max_tokens_per_language": max_tokens_per_language,
+                    "window": window,
+                    "stats_model_id": stats.provenance.model_id,
+                    "stats_corpus_hash": stats.provenance.corpus_hash,
+                }
+            ),
+            library_version=__version__,
+        ),
+    )

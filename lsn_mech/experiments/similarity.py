@@ -1,0 +1,277 @@
+"""Sentence-embedding similarity (SES) of aligned texts across layers (Tang et al., Fig. 6)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from lsn_mech._version import __version__
+from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.experiments.embeddings import (
+    Pooling,
+    center_embeddings,
+    check_aligned,
+    sentence_embeddings,
+)
+from lsn_mech.experiments.layers import LayerDistribution
+from lsn_mech.models.protocol import HookedModel, model_id
+from lsn_mech.provenance import Provenance, stable_hash
+
+
+def pair_similarity(
+    embeddings: Float[Tensor, "lang layer text d_model"],
+) -> Float[Tensor, "lang lang layer"]:
+    """``S[a, b, layer]``: mean cosine similarity of aligned texts of languages a and b.
+
+    ``S[a, b, i] = (1/T) Σ_t cos(e[a, i, t], e[b, i, t])``, computed in float64. A zero
+    embedding has cosine 0 with everything.
+    """
+    n_lang, n_layers, n_texts = embeddings.shape[:3]
+    out = torch.empty(n_lang, n_lang, n_layers, dtype=torch.float64, device=embeddings.device)
+    for layer in range(n_layers):  # float64 copies of one layer at a time
+        normed = F.normalize(embeddings[:, layer].double(), dim=-1)
+        out[:, :, layer] = torch.einsum("atd,btd->ab", normed, normed) / n_texts
+    return out
+
+
+def mean_over_pairs(matrix: Float[Tensor, "lang lang layer"]) -> Float[Tensor, " layer"]:
+    """Mean of ``matrix[a, b]`` over the unordered pairs ``a < b`` of different languages."""
+    n = matrix.shape[0]
+    if n < 2:
+        raise ValueError("A mean over language pairs needs at least two languages.")
+    rows, cols = torch.triu_indices(n, n, offset=1, device=matrix.device)
+    return matrix[rows, cols].mean(dim=0)
+
+
+@dataclasses.dataclass
+class SentenceSimilarity:
+    """Mean sentence-embedding similarity of aligned texts, per language pair and layer.
+
+    Attributes:
+        languages: language order.
+        matrix: ``matrix[a][b][layer]``: mean cosine of aligned texts of languages
+            ``a`` and ``b`` after block ``layer`` (symmetric; 1 on the diagonal for
+            non-zero embeddings).
+        mean: the mean over all unordered pairs of different languages, per layer:
+            the curve of Fig. 6.
+        n_texts: aligned texts per language.
+        pooling: how token residuals became a sentence embedding.
+        centered: whether the embeddings were centred first (`center_embeddings`).
+    """
+
+    languages: list[str]
+    matrix: list[list[list[float]]]
+    mean: list[float]
+    n_texts: int
+    pooling: str
+    centered: bool = False
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
+
+    @property
+    def n_layers(self) -> int:
+        """Layers (blocks) of the model."""
+        return len(self.mean)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Unordered language pairs, in language order."""
+        n = len(self.languages)
+        return [(self.languages[i], self.languages[j]) for i in range(n) for j in range(i + 1, n)]
+
+    def curve(self, a: str, b: str) -> list[float]:
+        """Per-layer SES of one language pair."""
+        return list(self.matrix[self.languages.index(a)][self.languages.index(b)])
+
+    def peak_layer(self) -> int:
+        """The layer where the mean SES is highest."""
+        return max(range(self.n_layers), key=lambda i: self.mean[i])
+
+    def to_csv(self, path: str | Path) -> Path:
+        """One row per layer: the mean, then every pair."""
+        pairs = self.pairs()
+        rows = [
+            [layer, self.mean[layer], *(self.curve(a, b)[layer] for a, b in pairs)]
+            for layer in range(self.n_layers)
+        ]
+        return write_csv(path, ["layer", "mean", *(f"{a}-{b}" for a, b in pairs)], rows)
+
+    def save(self, path: str | Path) -> Path:
+        """Lossless JSON (``.json`` is added when missing)."""
+        return save_json(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SentenceSimilarity:
+        """Read a result written by `save`."""
+        return load_json(cls, path)
+
+    def plot(self, distribution: LayerDistribution | None = None, *, pairs: bool = True) -> Any:
+        """Mean SES per layer (bold), each pair's curve (thin), and optionally the number
+        of language-specific neurons per layer on a second axis (Fig. 6)."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        figure = make_subplots(specs=[[{"secondary_y": distribution is not None}]])
+        layers = list(range(self.n_layers))
+        if pairs:
+            for a, b in self.pairs():
+                figure.add_trace(
+                    go.Scatter(
+                        x=layers,
+                        y=self.curve(a, b),
+                        mode="lines",
+                        name=f"{a}–{b}",
+                        line={"width": 1},
+                        opacity=0.45,
+                        legendgroup="pairs",
+                    ),
+                    secondary_y=False,
+                )
+        figure.add_trace(
+            go.Scatter(
+                x=layers,
+                y=self.mean,
+                mode="lines+markers",
+                name="mean SES",
+                line={"color": "black", "width": 3},
+            ),
+            secondary_y=False,
+        )
+        if distribution is not None:
+            figure.add_trace(
+                go.Bar(
+                    x=list(range(distribution.n_layers)),
+                    y=distribution.union,
+                    name="language-specific neurons",
+                    opacity=0.35,
+                    marker={"color": "firebrick"},
+                ),
+                secondary_y=True,
+            )
+            figure.update_yaxes(title_text="neurons (union)", secondary_y=True)
+        figure.update_yaxes(title_text="mean SES (cosine)", secondary_y=False)
+        figure.update_xaxes(title_text="layer")
+        figure.update_layout(title="Sentence-embedding similarity of aligned texts across layers")
+        return figure
+
+    def __str__(self) -> str:
+        pairs = self.pairs()
+        shown = pairs[:8]
+        header = ["layer", "mean", *(f"{a}-{b}" for a, b in shown)]
+        rows = [
+            [str(layer), self.mean[layer], *(self.curve(a, b)[layer] for a, b in shown)]
+            for layer in range(self.n_layers)
+        ]
+        hidden = len(pairs) - len(shown)
+        more = f" ({hidden} more pairs in .matrix)" if hidden else ""
+        return (
+            f"Mean SES over {len(pairs)} language pairs, {self.n_texts} aligned texts, "
+            f"{self.pooling} pooling{more}\n" + table(header, rows)
+        )
+
+
+def similarity_from_embeddings(
+    embeddings: Float[Tensor, "lang layer text d_model"],
+    languages: Sequence[str],
+    *,
+    pooling: str = "mean",
+    center: bool = False,
+    provenance: Provenance | None = None,
+) -> SentenceSimilarity:
+    """`SentenceSimilarity` of ready embeddings (``[lang, layer, text, d_model]``); ``center``
+    subtracts the mean over all texts at each layer first (`center_embeddings`)."""
+    if len(languages) != embeddings.shape[0]:
+        raise ValueError(
+            f"{len(languages)} language names for embeddings of {embeddings.shape[0]} languages."
+        )
+    matrix = pair_similarity(center_embeddings(embeddings) if center else embeddings)
+    return SentenceSimilarity(
+        languages=list(languages),
+        matrix=matrix.tolist(),
+        mean=mean_over_pairs(matrix).tolist(),
+        n_texts=int(embeddings.shape[2]),
+        pooling=pooling,
+        centered=center,
+        provenance=provenance or Provenance(method="sentence_similarity"),
+    )
+
+
+def sentence_similarity(
+    model: HookedModel | None,
+    aligned: Mapping[str, Sequence[str]],
+    *,
+    pooling: Pooling = "mean",
+    embeddings: Float[Tensor, "lang layer text d_model"] | None = None,
+    center: bool = False,
+    batch_size: int = 16,
+    max_length: int = 256,
+    progress: bool = True,
+) -> SentenceSimilarity:
+    """Mean cosine similarity of the sentence embeddings of aligned texts, per layer and
+    language pair (Tang et al., Fig. 6).
+
+    For layer ``i``, languages ``a`` and ``b`` and ``T`` aligned texts,
+    ``SES_i(a, b) = (1/T) Σ_t cos(e_i(a, t), e_i(b, t))``, where ``e_i(x, t)`` is the
+    sentence embedding of text ``t`` of language ``x`` after block ``i`` (see
+    `sentence_embeddings`); the curve of Fig. 6 is the mean of ``SES_i(a, b)`` over all
+    pairs ``a < b``.
+
+    Args:
+        model: the model (``None`` is allowed when ``embeddings`` are given).
+        aligned: ``{language: [text, ...]}``, text ``t`` of every language a translation
+            of the others' (see `aligned_verses`).
+        pooling: ``"mean"`` (over the text's tokens, without BOS) or ``"last"``.
+        embeddings: embeddings already computed by `sentence_embeddings` on ``aligned``
+            (then nothing runs through the model).
+        center: subtract, at each layer, the mean embedding over all texts of all
+            languages before the cosines (`center_embeddings`). ``False`` (the paper's
+            raw cosine) by default; residual streams share a large common component,
+            so raw cosines of any two texts can all be close to 1.
+        batch_size: texts per forward pass.
+        max_length: tokens per text at most.
+        progress: show a progress bar.
+    """
+    languages, n_texts = check_aligned(aligned)
+    given = embeddings is not None
+    if embeddings is None:
+        if model is None:
+            raise ValueError("Pass a model, or embeddings=sentence_embeddings(model, aligned).")
+        embeddings = sentence_embeddings(
+            model,
+            aligned,
+            pooling=pooling,
+            batch_size=batch_size,
+            max_length=max_length,
+            progress=progress,
+        )
+    elif (embeddings.shape[0], embeddings.shape[2]) != (len(languages), n_texts):
+        raise ValueError(
+            f"The embeddings ({tuple(embeddings.shape)}) do not match the aligned texts "
+            f"({len(languages)} languages × {n_texts} texts)."
+        )
+    provenance = Provenance(
+        model_id=model_id(model) if model is not None else None,
+        corpus="aligned texts",
+        corpus_hash=stable_hash({k: list(v) for k, v in aligned.items()}),
+        method="sentence_similarity",
+        parameters=canonical(
+            {
+                "pooling": pooling,
+                "languages": languages,
+                "n_texts": n_texts,
+                "max_length": max_length,
+                "embeddings_given": given,
+                "center": center,
+                "layer_hook": "blocks.{i}.hook_resid_post",
+            }
+        ),
+        library_version=__version__,
+    )
+    return similarity_from_embeddings(
+        embeddings, languages, pooling=pooling, center=center, provenance=provenance
+    )
