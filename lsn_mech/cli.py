@@ -106,6 +106,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ppl.add_argument("--output", type=Path, default=Path("lsn_runs/ppl"), help="output folder")
 
+    lape = commands.add_parser(
+        "lape",
+        help="the LAPE reproduction (Tang et al.): statistics, neurons, PPL matrix, report",
+        description="Collect statistics, detect language-specific neurons with LAPE, deactivate "
+        "each language's neurons (and random neurons with the same per-layer counts) and "
+        "measure every language's perplexity; write report.md, neurons in lsn_mech and "
+        "published LAPE formats, CSV/JSON data and HTML heatmaps to OUTPUT. Resumable.",
+    )
+    _add_model_arguments(lape)
+    _add_corpus_arguments(lape, split="train")
+    lape.add_argument(
+        "--stats-tokens", type=int, default=20_000, help="statistics tokens per language"
+    )
+    lape.add_argument(
+        "--eval-tokens", type=int, default=512, help="held-out tokens per language for PPL"
+    )
+    lape.add_argument("--top-rate", type=float, default=0.01, help="fraction of neurons (0.01)")
+    lape.add_argument(
+        "--filter-rate",
+        type=float,
+        default=0.95,
+        help="percentile of P a neuron must exceed (0.95)",
+    )
+    lape.add_argument(
+        "--activation-bar-ratio",
+        type=float,
+        default=0.95,
+        help="percentile of P that assigns a neuron to a language (0.95)",
+    )
+    lape.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    lape.add_argument("--output", type=Path, default=Path("lsn_runs/lape"), help="report folder")
+
     commands.add_parser("info", help="versions, device, cache folder and embedded material")
     return parser
 
@@ -116,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lsn_mech.errors import LsnMechError
 
     try:
-        return {"stats": _run_stats, "ppl": _run_ppl, "info": _run_info}[args.command](args)
+        runners = {"stats": _run_stats, "ppl": _run_ppl, "lape": _run_lape, "info": _run_info}
+        return runners[args.command](args)
     except LsnMechError as error:
         print(f"lsn-mech: error: {error}", file=sys.stderr)
         return 2
@@ -226,6 +259,33 @@ def _run_ppl(args: argparse.Namespace) -> int:
     matrix.to_csv(args.output / "ppl_matrix.csv")
     matrix.plot().write_html(str(args.output / "ppl_matrix.html"))
     print(f"Matrix written to {args.output}.")
+    return 0
+
+
+def _run_lape(args: argparse.Namespace) -> int:
+    from lsn_mech.pipelines import LapeConfig, run_lape
+
+    files = dict(item.split("=", 1) for item in args.text_files) if args.text_files else None
+    config = LapeConfig(
+        model=args.model,
+        languages=tuple(
+            args.languages or (list(files) if files else _languages(DEFAULT_LANGUAGES))
+        ),
+        output=args.output,
+        stats_tokens=args.stats_tokens,
+        eval_tokens=args.eval_tokens,
+        top_rate=args.top_rate,
+        filter_rate=args.filter_rate,
+        activation_bar_ratio=args.activation_bar_ratio,
+        random_seed=args.seed,
+        window=args.window,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        text_files=files,
+    )
+    report = run_lape(config, log=lambda line: print(line, file=sys.stderr))
+    print(report.report_path.read_text())
     return 0
 
 

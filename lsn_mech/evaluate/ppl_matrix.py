@@ -53,6 +53,14 @@ class PPLChangeMatrix:
                 out.append([math.log(p / b) for p, b in zip(row, self.base)])
         return out
 
+    def select_rows(self, rows: list[str]) -> PPLChangeMatrix:
+        """The same matrix restricted to some rows (in the order given)."""
+        missing = [r for r in rows if r not in self.rows]
+        if missing:
+            raise KeyError(f"Rows {missing} are not in this matrix (rows: {', '.join(self.rows)}).")
+        picked = [self.ppl[self.rows.index(r)] for r in rows]
+        return dataclasses.replace(self, rows=list(rows), ppl=[list(p) for p in picked])
+
     def diagonal_dominance(self, kind: str = "log_ratio") -> dict[str, bool]:
         """For each row named like a column: is its own language the most affected one?"""
         matrix = self.values(kind)

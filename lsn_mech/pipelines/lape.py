@@ -1,0 +1,149 @@
+"""The LAPE job (Tang et al., 2024): statistics → LAPE neurons → deactivation matrix → report.
+
+Every stage writes into one output folder, so the report, the neurons (lsn_mech and
+published LAPE formats), the statistics and the figures stay together; statistics
+checkpoint, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lsn_mech.pipelines.report import write_lape_report
+
+DEFAULT_LANGUAGES = ("en", "fr", "es", "zh", "ja", "vi", "id")
+
+
+@dataclasses.dataclass
+class LapeConfig:
+    """Every parameter of the job; the paper's defaults for the method itself."""
+
+    model: str = "gemma-3-270m"
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    output: Path = Path("lsn_runs/lape")
+    stats_tokens: int = 20_000
+    eval_tokens: int = 512
+    top_rate: float = 0.01
+    filter_rate: float = 0.95
+    activation_bar_ratio: float = 0.95
+    random_seed: int = 0
+    window: int = 512
+    batch_size: int = 8
+    eval_batch_size: int = 4
+    device: str | None = None
+    dtype: str | None = None
+    text_files: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["output"] = str(self.output)
+        data["languages"] = list(self.languages)
+        return data
+
+
+@dataclasses.dataclass
+class LapeReport:
+    """Where the job wrote its results, and the objects themselves."""
+
+    output: Path
+    stats: Any
+    neurons: Any
+    random_neurons: Any
+    matrix: Any
+    random_matrix: Any
+    seconds: dict[str, float]
+
+    @property
+    def report_path(self) -> Path:
+        return self.output / "report.md"
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], stage: str, log: Callable[[str], None]) -> Iterator[None]:
+    log(f"[lape] {stage} ...")
+    start = time.perf_counter()
+    yield
+    seconds[stage] = round(time.perf_counter() - start, 2)
+    log(f"[lape] {stage}: {seconds[stage]:.1f} s")
+
+
+def run_lape(
+    config: LapeConfig, *, progress: bool = True, log: Callable[[str], None] = print
+) -> LapeReport:
+    """Run the whole LAPE reproduction and write ``config.output`` (see the module doc)."""
+    import torch
+
+    import lsn_mech as lm
+    from lsn_mech import detect
+    from lsn_mech.evaluate import ppl_change_matrix
+    from lsn_mech.neurons import to_lape_file
+
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "load model", log):
+        dtype = getattr(torch, config.dtype) if config.dtype else None
+        model = lm.load_model(config.model, device=config.device, dtype=dtype)
+    with _timed(seconds, "load corpus", log):
+        if config.text_files:
+            corpus = lm.corpora.from_files(config.text_files)
+        else:
+            corpus = lm.corpora.bible(list(config.languages))
+    with _timed(seconds, "collect statistics", log):
+        stats = lm.collect_stats(
+            model,
+            corpus,
+            languages=list(config.languages),
+            max_tokens_per_language=config.stats_tokens,
+            batch_size=config.batch_size,
+            window=config.window,
+            output_dir=output / "stats",
+            progress=progress,
+        )
+    with _timed(seconds, "detect (LAPE + random baseline)", log):
+        neurons = detect.lape(
+            stats,
+            top_rate=config.top_rate,
+            filter_rate=config.filter_rate,
+            activation_bar_ratio=config.activation_bar_ratio,
+        )
+        random_neurons = detect.random(neurons, seed=config.random_seed)
+        neurons.save(output / "neurons.safetensors")
+        random_neurons.save(output / "random_neurons.safetensors")
+        to_lape_file(neurons, output / "lape_neurons.pt")
+        (output / "lape_neurons.languages.json").write_text(json.dumps(list(neurons.languages)))
+    with _timed(seconds, "PPL-change matrix (LAPE + random rows)", log):
+        rows = {**dict(neurons.items()), **{f"random:{k}": v for k, v in random_neurons.items()}}
+        both = ppl_change_matrix(
+            model,
+            rows,
+            corpus,
+            languages=list(config.languages),
+            max_tokens_per_language=config.eval_tokens,
+            window=config.window,
+            batch_size=config.eval_batch_size,
+            progress=progress,
+        )
+        matrix = both.select_rows(list(neurons.languages))
+        random_matrix = both.select_rows([f"random:{k}" for k in neurons.languages])
+    with _timed(seconds, "write report", log):
+        write_lape_report(
+            output,
+            config=config.to_dict(),
+            stats=stats,
+            neurons=neurons,
+            random_neurons=random_neurons,
+            matrix=matrix,
+            random_matrix=random_matrix,
+            seconds=seconds,
+        )
+    (output / "timings.json").write_text(json.dumps(seconds, indent=2))
+    log(f"[lape] report: {output / 'report.md'}")
+    return LapeReport(output, stats, neurons, random_neurons, matrix, random_matrix, seconds)

@@ -1,0 +1,166 @@
+"""The LAPE job's report folder: tables in ``report.md``, data as CSV/JSON, figures as HTML/PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def save_figure(figure: Any, stem: Path) -> list[str]:
+    """Write ``stem.html`` always and ``stem.png`` when a static exporter works offline."""
+    written = [stem.with_suffix(".html").name]
+    figure.write_html(str(stem.with_suffix(".html")), include_plotlyjs="cdn")
+    try:
+        figure.write_image(str(stem.with_suffix(".png")))
+        written.append(stem.with_suffix(".png").name)
+    except Exception:  # kaleido missing, or it needs a browser that is not installed
+        pass
+    return written
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _matrix_table(matrix: Any, kind: str, fmt: str) -> str:
+    values = matrix.values(kind)
+    rows = [[name, *(format(v, fmt) for v in row)] for name, row in zip(matrix.rows, values)]
+    if kind == "ppl":
+        rows.insert(0, ["(none)", *(format(b, fmt) for b in matrix.base)])
+    return _table(["deactivated \\ evaluated", *matrix.columns], rows)
+
+
+def dominance_summary(matrix: Any, random_matrix: Any) -> dict[str, dict[str, Any]]:
+    """Per language: is its own column the most affected, and how it compares to random."""
+    own = matrix.values("log_ratio")
+    rand = random_matrix.values("log_ratio")
+    summary = {}
+    for i, language in enumerate(matrix.rows):
+        j = matrix.columns.index(language)
+        others = [v for k, v in enumerate(own[i]) if k != j]
+        summary[language] = {
+            "own_log_ratio": own[i][j],
+            "max_other_log_ratio": max(others) if others else float("nan"),
+            "diagonal_dominant": own[i][j] == max(own[i]),
+            "random_own_log_ratio": rand[i][j],
+            "beats_random": own[i][j] > rand[i][j],
+        }
+    return summary
+
+
+def write_lape_report(
+    output: Path,
+    *,
+    config: dict[str, Any],
+    stats: Any,
+    neurons: Any,
+    random_neurons: Any,
+    matrix: Any,
+    random_matrix: Any,
+    seconds: dict[str, float],
+) -> Path:
+    """Write every artefact of the LAPE job and ``report.md`` that summarises them."""
+    from lsn_mech.experiments import layer_distribution, overlap
+
+    matrix.save(output / "ppl_matrix.json")
+    matrix.to_csv(output / "ppl_matrix.csv", kind="ppl")
+    random_matrix.save(output / "ppl_matrix_random.json")
+    random_matrix.to_csv(output / "ppl_matrix_random.csv", kind="ppl")
+    figures = save_figure(matrix.plot("log_ratio"), output / "ppl_matrix")
+    figures += save_figure(random_matrix.plot("log_ratio"), output / "ppl_matrix_random")
+    distribution = layer_distribution(neurons)
+    distribution.save(output / "layer_distribution.json")
+    distribution.to_csv(output / "layer_distribution.csv")
+    figures += save_figure(distribution.plot(), output / "layer_distribution")
+    overlaps = overlap(neurons)
+    overlaps.save(output / "overlap.json")
+    overlaps.to_csv(output / "overlap.csv")
+    figures += save_figure(overlaps.plot(), output / "overlap")
+
+    summary = dominance_summary(matrix, random_matrix)
+    dominant = [x for x, s in summary.items() if s["diagonal_dominant"]]
+    beats = [x for x, s in summary.items() if s["beats_random"]]
+    languages = list(neurons.languages)
+    counts = [[x, str(len(neurons[x])), str(len(neurons.exclusive(x)))] for x in languages]
+    layer_rows = [[x, *map(str, neurons[x].per_layer())] for x in languages]
+    union = neurons.union().per_layer()
+    layer_rows.append(["union", *map(str, union)])
+    pairs = overlaps.pairs_sorted()[:5]
+    lines = [
+        "# LAPE report",
+        "",
+        f"Model `{config['model']}`, languages {', '.join(languages)}; "
+        f"{stats.tokens.tolist()[0]:,} statistics tokens per language, "
+        f"{config['eval_tokens']:,} evaluation tokens per language (held-out split).",
+        f"LAPE: top_rate={config['top_rate']}, filter_rate={config['filter_rate']}, "
+        f"activation_bar_ratio={config['activation_bar_ratio']}; "
+        f"{len(neurons.union()):,} distinct neurons selected "
+        f"({len(neurons.union()) / (neurons.n_layers * neurons.d_mlp):.2%} of "
+        f"{neurons.n_layers * neurons.d_mlp:,}).",
+        "",
+        "## Finding",
+        "",
+        f"Deactivating a language's LAPE neurons raises that language's perplexity the most "
+        f"(largest log PPL ratio in its row) for {len(dominant)} of {len(languages)} languages "
+        f"({', '.join(dominant) or 'none'}), and more than deactivating random neurons with the "
+        f"same per-layer counts for {len(beats)} of {len(languages)} "
+        f"({', '.join(beats) or 'none'}).",
+        "",
+        _table(
+            ["language", "own log ratio", "max other", "random own", "dominant", "beats random"],
+            [
+                [
+                    x,
+                    f"{s['own_log_ratio']:.3f}",
+                    f"{s['max_other_log_ratio']:.3f}",
+                    f"{s['random_own_log_ratio']:.3f}",
+                    "yes" if s["diagonal_dominant"] else "no",
+                    "yes" if s["beats_random"] else "no",
+                ]
+                for x, s in summary.items()
+            ],
+        ),
+        "",
+        "## Neurons per language",
+        "",
+        _table(["language", "neurons", "exclusive"], counts),
+        "",
+        "## Per-layer distribution (Fig. 5)",
+        "",
+        _table(["language", *map(str, range(neurons.n_layers))], layer_rows),
+        "",
+        "## Overlap between languages (Jaccard)",
+        "",
+        "Most overlapping pairs: " + ", ".join(f"{a}–{b} {v:.2f}" for a, b, v in pairs) + ".",
+        "",
+        "## Perplexity with each language's neurons deactivated (rows) per language (columns)",
+        "",
+        _matrix_table(matrix, "ppl", ".2f"),
+        "",
+        "PPL ratio to the undisturbed model (base perplexities differ between languages, so "
+        "compare effects as ratios):",
+        "",
+        _matrix_table(matrix, "ratio", ".3f"),
+        "",
+        "## Random baseline (same per-layer counts), PPL ratio",
+        "",
+        _matrix_table(random_matrix, "ratio", ".3f"),
+        "",
+        "## Files",
+        "",
+        "- `stats/stats.safetensors`: activation statistics (`lsn_mech.ActivationStats.load`)",
+        "- `neurons.safetensors`, `random_neurons.safetensors`: `lsn_mech.LanguageNeurons.load`",
+        "- `lape_neurons.pt` + `lape_neurons.languages.json`: the published LAPE format",
+        "- `ppl_matrix*.json|csv`, `layer_distribution.*`, `overlap.*`: data",
+        "- figures: " + ", ".join(f"`{f}`" for f in figures),
+        "",
+        "## Time per stage (seconds)",
+        "",
+        _table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in seconds.items()]),
+        "",
+    ]
+    path = output / "report.md"
+    path.write_text("\n".join(lines))
+    return path
