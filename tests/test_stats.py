@@ -239,3 +239,31 @@ def test_custom_accumulators_share_sites_and_merge_their_own_way(llama, texts, m
     both = en.merge(fr)
     assert torch.equal(both.state["mlp_post/sum"][..., 0], en.state["mlp_post/sum"][..., 0])
     assert torch.equal(both.state["mlp_post/max"][..., 1], fr.state["mlp_post/max"][..., 0])
+
+
+def test_sigterm_stops_between_batches_and_resumes(llama, texts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+
+    windows = windows_of(llama, texts, window=16)
+    full = collect_stats(llama, windows, batch_size=1, progress=False)
+
+    def terminate_after_two(done) -> None:  # type: ignore[no-untyped-def]
+        terminate_after_two.count += 1
+        if terminate_after_two.count == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # what a job scheduler sends
+
+    terminate_after_two.count = 0
+    with pytest.raises(KeyboardInterrupt, match="resume"):
+        collect_stats(
+            llama,
+            windows,
+            batch_size=1,
+            output_dir=tmp_path,
+            progress=False,
+            checkpoint_every=1000,
+            callback=terminate_after_two,
+        )
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    resumed = collect_stats(llama, windows, batch_size=1, output_dir=tmp_path, progress=False)
+    assert resumed.equal(full)

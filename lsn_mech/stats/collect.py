@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ def collect_stats(
     accumulators: Sequence[Accumulator] | None = None,
     output_dir: str | Path | None = None,
     checkpoint_every: int = 25,
+    checkpoint_seconds: float = 120.0,
     progress: bool = True,
     callback: Callable[[BatchDone], None] | None = None,
 ) -> ActivationStats:
@@ -60,9 +64,11 @@ def collect_stats(
     padding, not the BOS position) into accumulators on the model's device. The pass
     stops after the last hooked layer, so the unembedding is never computed.
 
-    With ``output_dir`` the run checkpoints every ``checkpoint_every`` batches and on
-    interruption; calling again with the same arguments resumes and gives statistics
-    identical to an uninterrupted run. The final statistics are written to
+    With ``output_dir`` the run checkpoints every ``checkpoint_every`` batches or
+    ``checkpoint_seconds`` seconds, whichever comes first, and when it is interrupted:
+    Ctrl-C or SIGTERM stops it after the current batch, checkpoints and raises
+    ``KeyboardInterrupt``. Calling again with the same arguments resumes and gives
+    statistics identical to an uninterrupted run. The final statistics are written to
     ``output_dir/stats.safetensors``.
     """
     sites = tuple(sites)
@@ -114,7 +120,77 @@ def collect_stats(
     if position.finished:
         return stats
     runner = _HookedRun(model, geometry, accumulator_list, sites, stats)
+    with _deferred_interrupts() as stop_requested:
+        return _run(
+            runner,
+            stats,
+            position,
+            chosen,
+            corpus,
+            model,
+            checkpointer,
+            device,
+            callback,
+            stop_requested,
+            split=split,
+            window=window,
+            batch_size=batch_size,
+            max_tokens=max_tokens_per_language,
+            checkpoint_every=checkpoint_every,
+            checkpoint_seconds=checkpoint_seconds,
+            progress=progress,
+        )
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[list[bool]]:
+    """Let Ctrl-C / SIGTERM stop the run between batches, never in the middle of one.
+
+    The first signal sets a flag the batch loop checks; it then checkpoints and raises
+    ``KeyboardInterrupt``. A second signal interrupts at once (without a checkpoint).
+    """
+    requested = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if requested[0]:
+            raise KeyboardInterrupt(f"signal {signum}")
+        requested[0] = True
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _run(
+    runner: _HookedRun,
+    stats: ActivationStats,
+    position: Position,
+    chosen: list[str],
+    corpus: Any,
+    model: HookedModel,
+    checkpointer: Checkpointer | None,
+    device: torch.device,
+    callback: Callable[[BatchDone], None] | None,
+    stop_requested: list[bool],
+    *,
+    split: str | None,
+    window: int,
+    batch_size: int,
+    max_tokens: int | None,
+    checkpoint_every: int,
+    checkpoint_seconds: float,
+    progress: bool,
+) -> ActivationStats:
+    """The batch loop of `collect_stats`, checkpointing as it goes."""
     bar = tqdm(desc="collect_stats", unit="tok", unit_scale=True, disable=not progress)
+    last_save = time.monotonic()
+    mid_batch = False
     try:
         for language_index in range(position.language, len(chosen)):
             language = chosen[language_index]
@@ -124,22 +200,28 @@ def collect_stats(
                 model.tokenizer,
                 split=split,
                 window=window,
-                max_tokens=max_tokens_per_language,
+                max_tokens=max_tokens,
             )
             batches = list(windows.batches(batch_size))
             first = position.batch if language_index == position.language else 0
             bar.set_description(f"collect_stats [{language}]")
             for batch_index in range(first, len(batches)):
+                mid_batch = True  # a failure now leaves a partial batch in the state
                 counted = runner.run(batches[batch_index].to(device), language_index)
                 position = Position(language=language_index, batch=batch_index + 1)
+                mid_batch = False
                 bar.update(counted)
                 if callback is not None:
                     callback(BatchDone(language, batch_index, len(batches), counted))
-                if checkpointer and (batch_index + 1) % checkpoint_every == 0:
+                due = (batch_index + 1) % checkpoint_every == 0
+                if checkpointer and (due or time.monotonic() - last_save > checkpoint_seconds):
                     checkpointer.save(stats, position)
+                    last_save = time.monotonic()
+                if stop_requested[0]:
+                    raise KeyboardInterrupt("stopped by signal; rerun to resume")
             position = Position(language=language_index + 1, batch=0)
     except BaseException:
-        if checkpointer is not None:
+        if checkpointer is not None and not mid_batch:
             checkpointer.save(stats, position)
         raise
     finally:
