@@ -21,6 +21,23 @@ from lsn_mech.provenance import Provenance
 KINDS = ("ppl", "delta", "ratio", "log_ratio")
 
 
+def ppl_view(ppl: list[list[float]], base: list[float], kind: str) -> list[list[float]]:
+    """Perplexities against their base, as ``ppl``, ``delta``, ``ratio`` or ``log_ratio``."""
+    if kind not in KINDS:
+        raise ValueError(f"Unknown kind {kind!r}; choose from {', '.join(KINDS)}.")
+    out = []
+    for row in ppl:
+        if kind == "ppl":
+            out.append(list(row))
+        elif kind == "delta":
+            out.append([p - b for p, b in zip(row, base)])
+        elif kind == "ratio":
+            out.append([p / b for p, b in zip(row, base)])
+        else:
+            out.append([math.log(p / b) for p, b in zip(row, base)])
+    return out
+
+
 @dataclasses.dataclass
 class PPLChangeMatrix:
     """Perplexities with each row's neurons deactivated, per evaluated language (columns).
@@ -39,19 +56,7 @@ class PPLChangeMatrix:
 
     def values(self, kind: str = "log_ratio") -> list[list[float]]:
         """The matrix as ``ppl``, ``delta``, ``ratio`` or ``log_ratio``."""
-        if kind not in KINDS:
-            raise ValueError(f"Unknown kind {kind!r}; choose from {', '.join(KINDS)}.")
-        out = []
-        for row in self.ppl:
-            if kind == "ppl":
-                out.append(list(row))
-            elif kind == "delta":
-                out.append([p - b for p, b in zip(row, self.base)])
-            elif kind == "ratio":
-                out.append([p / b for p, b in zip(row, self.base)])
-            else:
-                out.append([math.log(p / b) for p, b in zip(row, self.base)])
-        return out
+        return ppl_view(self.ppl, self.base, kind)
 
     def select_rows(self, rows: list[str]) -> PPLChangeMatrix:
         """The same matrix restricted to some rows (in the order given)."""

@@ -4,7 +4,6 @@ language, deactivate them, and watch the perplexity of every language."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from lsn_mech._version import __version__
 from lsn_mech.corpora.sources import corpus_identity, corpus_languages, language_windows
 from lsn_mech.errors import MissingLanguageError
 from lsn_mech.evaluate.perplexity import perplexity
+from lsn_mech.evaluate.ppl_matrix import ppl_view
 from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
 from lsn_mech.interventions import deactivate
 from lsn_mech.models.protocol import HookedModel, model_id
@@ -62,19 +62,7 @@ class SelectionSweep:
     def values(self, kind: str = "delta") -> list[list[float]]:
         """``[ratio][language]`` as ``ppl``, ``delta`` (ppl − base), ``ratio`` (ppl / base)
         or ``log_ratio``."""
-        if kind not in KINDS:
-            raise ValueError(f"Unknown kind {kind!r}; choose from {', '.join(KINDS)}.")
-        out = []
-        for row in self.ppl:
-            if kind == "ppl":
-                out.append(list(row))
-            elif kind == "delta":
-                out.append([p - b for p, b in zip(row, self.base)])
-            elif kind == "ratio":
-                out.append([p / b for p, b in zip(row, self.base)])
-            else:
-                out.append([math.log(p / b) for p, b in zip(row, self.base)])
-        return out
+        return ppl_view(self.ppl, self.base, kind)
 
     def curve(self, language: str, kind: str = "delta") -> list[float]:
         """One evaluated language's values over the ratios."""
