@@ -6,6 +6,8 @@
 * `lave`: LAPE on mean activation values (LAVE);
 * `pv` / `pv_from_state_dicts`: parameter variation after per-language finetuning;
 * `random`: as many neurons per layer, at random;
+* `select_layers` / `taylor_awareness` / `split_awareness`: LANDeRMT's representation
+  analysis (Eq. 1–2), Taylor-expansion awareness (Eq. 3–4) and general/specific split (Eq. 5);
 * `load_lape_activations` / `activation_stats_from_lape`: read the reference code's
   activation-count files, so the detectors run on statistics collected elsewhere.
 
@@ -14,6 +16,8 @@ Statistics-based detectors take an `lsn_mech.stats.ActivationStats` or a plain
 """
 
 from lsn_mech.detect._common import DetectorInputError, EntropySelection
+from lsn_mech.detect.awareness import Awareness, batch_awareness, taylor_awareness
+from lsn_mech.detect.awareness_split import AwarenessSplit, split_awareness, split_scores
 from lsn_mech.detect.lap_detector import lap
 from lsn_mech.detect.lape_detector import lape, lape_details, lape_scores
 from lsn_mech.detect.lape_files import (
@@ -22,14 +26,24 @@ from lsn_mech.detect.lape_files import (
     load_lape_activations,
 )
 from lsn_mech.detect.lave_detector import lave, lave_details, lave_values
+from lsn_mech.detect.layer_selection import (
+    LayerSelection,
+    layer_activation_means,
+    layer_selection_from_means,
+    select_layers,
+)
 from lsn_mech.detect.pv_detector import pv, pv_change_rates, pv_from_rates, pv_from_state_dicts
 from lsn_mech.detect.random_baseline import random
 
 __all__ = [
+    "Awareness",
+    "AwarenessSplit",
     "DetectorInputError",
     "EntropySelection",
+    "LayerSelection",
     "PositiveCountAccumulator",
     "activation_stats_from_lape",
+    "batch_awareness",
     "lap",
     "lape",
     "lape_details",
@@ -37,10 +51,16 @@ __all__ = [
     "lave",
     "lave_details",
     "lave_values",
+    "layer_activation_means",
+    "layer_selection_from_means",
     "load_lape_activations",
     "pv",
     "pv_change_rates",
     "pv_from_rates",
     "pv_from_state_dicts",
     "random",
+    "select_layers",
+    "split_awareness",
+    "split_scores",
+    "taylor_awareness",
 ]

@@ -12,6 +12,7 @@ aligned = ex.aligned_verses(corpus, n=200)
 emb = ex.sentence_embeddings(model, aligned)          # [lang, layer, text, d_model]
 ses = ex.sentence_similarity(model, aligned, embeddings=emb)             # Fig. 6
 dom = ex.language_dominance(model, aligned, embeddings=emb)              # Eq. 6 / Fig. 7
+proj = ex.neuron_projection(model, aligned, split.general, layer=10)    # LANDeRMT Fig. 12
 ```
 
 Every result is a dataclass that prints as a table, plots with plotly (``.plot()``),
@@ -39,6 +40,12 @@ from lsn_mech.experiments.language_id import (
 )
 from lsn_mech.experiments.layers import LayerDistribution, layer_distribution
 from lsn_mech.experiments.overlaps import OverlapResult, overlap
+from lsn_mech.experiments.projection import (
+    NeuronProjection,
+    nearest_centroid_accuracy,
+    neuron_projection,
+    principal_components,
+)
 from lsn_mech.experiments.prompts import DEFAULT_PROMPTS, default_prompts
 from lsn_mech.experiments.selection import DEFAULT_RATIOS, SelectionSweep, selection_sweep
 from lsn_mech.experiments.similarity import (
@@ -62,6 +69,7 @@ __all__ = [
     "LanguageDominance",
     "LanguageIdentifier",
     "LayerDistribution",
+    "NeuronProjection",
     "OverlapResult",
     "ResultFormatError",
     "SelectionSweep",
@@ -79,8 +87,11 @@ __all__ = [
     "language_dominance",
     "layer_distribution",
     "mean_over_pairs",
+    "nearest_centroid_accuracy",
+    "neuron_projection",
     "overlap",
     "pair_similarity",
+    "principal_components",
     "selection_sweep",
     "sentence_embeddings",
     "sentence_similarity",

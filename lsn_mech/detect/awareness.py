@@ -1,0 +1,336 @@
+"""Taylor-expansion awareness of neurons (LANDeRMT, Zhu et al. 2024, Eq. 3–4).
+
+``Φ(i) = |ΔL(h_i)| ≈ |∂L/∂h_i · h_i|``: the first-order estimate of how much the loss
+changes when neuron ``i``'s output ``h_i`` (at ``mlp_post``, the input of the down
+projection) is set to zero. Scores come from real backward passes through the hook
+sites and are accumulated per language while the batches stream, never storing
+activations beyond one batch.
+
+Granularity (``reduce``), a choice the paper leaves open:
+
+* ``"batch"`` (default): ``|Σ_{b,t} g·h|`` per forward pass — literally the estimated
+  loss change of zeroing the neuron in that pass, then averaged over passes;
+* ``"example"``: ``Σ_b |Σ_t g·h|`` — the same per example, summed over the batch;
+* ``"token"``: ``Σ_{b,t} |g·h|`` — no cancellation between positions (an upper bound).
+
+``L`` is the mean cross-entropy over the batch's target tokens (``labels != -100``,
+HF convention: the logits at position ``t`` predict ``labels[t+1]``), with logits
+computed only at those positions. Which data a language's score comes from is up to
+the caller (see `lsn_mech.pipelines.landermt`): translation pairs where the language is
+the source or the target (default there), or its monolingual text.
+
+Cost: parameters never get gradients (they are frozen during scoring), and the backward
+pass stops at the first selected layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from lsn_mech._version import __version__
+from lsn_mech.detect._common import DetectorInputError
+from lsn_mech.errors import MissingLanguageError, UnsupportedArchitectureError
+from lsn_mech.evaluate.perplexity import UNEMBED_INPUT_HOOKS, unembed
+from lsn_mech.models.protocol import HookedModel, model_device, model_id
+from lsn_mech.models.sites import hook_sites
+from lsn_mech.provenance import Provenance
+
+Reduce = Literal["batch", "example", "token"]
+_REDUCTIONS = ("batch", "example", "token")
+
+
+class _Residual(Exception):
+    def __init__(self, value: Tensor) -> None:
+        super().__init__()
+        self.value = value
+
+
+@contextlib.contextmanager
+def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
+    """No parameter requires a gradient inside; the flags are restored on exit."""
+    parameters = list(model.parameters())
+    flags = [p.requires_grad for p in parameters]
+    try:
+        for p in parameters:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(parameters, flags):
+            p.requires_grad_(flag)
+
+
+def target_positions(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """``(mask over positions t whose logits predict labels[t+1], those labels)``."""
+    following = labels[:, 1:]
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = following != -100
+    return mask, following[following != -100]
+
+
+def target_loss(
+    model: HookedModel,
+    batch: Mapping[str, Tensor],
+    fwd_hooks: Sequence[tuple[str, Any]] = (),
+    *,
+    logits_chunk: int = 512,
+) -> Tensor:
+    """Mean cross-entropy over target tokens, logits computed only where a target is.
+
+    The forward pass stops at the unembedding input; ``fwd_hooks`` run during it.
+    Gradients flow as usual (no ``no_grad`` here).
+    """
+    device = model_device(model)
+    input_ids = batch["input_ids"].to(device)
+    attention = batch["attention_mask"].to(device)
+    labels = batch["labels"].to(device)
+    name = next((n for n in UNEMBED_INPUT_HOOKS if n in model.hook_dict), None)
+    if name is None:
+        raise UnsupportedArchitectureError(
+            "The model exposes no hook at the unembedding input; load it with lsn_mech.load_model."
+        )
+
+    def capture(activation: Tensor, hook: Any) -> None:
+        raise _Residual(activation)
+
+    residual: Tensor | None = None
+    with model.hooks(fwd_hooks=[*fwd_hooks, (name, capture)]):
+        try:
+            model(input_ids, attention_mask=attention.long())
+        except _Residual as caught:
+            residual = caught.value
+    if residual is None:  # pragma: no cover - the hook always fires
+        raise RuntimeError(f"The hook {name} did not fire.")
+    mask, targets = target_positions(labels)
+    if targets.numel() == 0:
+        raise DetectorInputError(
+            "A batch has no target token (every label is -100): build batches with "
+            "lsn_mech.corpora.translation_batches or give labels for the tokens to score."
+        )
+    hidden = residual[mask]
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], logits_chunk):
+        logits = unembed(model, hidden[start : start + logits_chunk]).float()
+        total = total + F.cross_entropy(
+            logits, targets[start : start + logits_chunk], reduction="sum"
+        )
+    return total / targets.numel()
+
+
+def _reduce(product: Tensor, how: str) -> Tensor:
+    """``[batch, seq, d_mlp]`` products ``g·h`` → ``[d_mlp]`` awareness of one pass."""
+    if how == "batch":
+        return product.sum(dim=(0, 1)).abs()
+    if how == "example":
+        return product.sum(dim=1).abs().sum(dim=0)
+    return product.abs().sum(dim=(0, 1))
+
+
+def batch_awareness(
+    model: HookedModel,
+    batch: Mapping[str, Tensor],
+    layers: Sequence[int],
+    *,
+    reduce: Reduce = "batch",
+    site: str = "mlp_post",
+) -> tuple[Float[Tensor, "layer d_mlp"], float]:
+    """``Φ`` of every neuron of ``layers`` for one forward/backward pass, and its loss."""
+    sites = hook_sites(model)
+    outputs: dict[int, Tensor] = {}
+
+    def keep(layer: int) -> Any:
+        def hook(activation: Tensor, hook: Any) -> Tensor:
+            if not activation.requires_grad:  # the first selected layer: a new leaf
+                activation = activation.detach().requires_grad_(True)
+            outputs[layer] = activation
+            return activation
+
+        return hook
+
+    hooks = [(sites.name(site, layer), keep(layer)) for layer in layers]
+    with torch.enable_grad(), frozen_parameters(model):  # type: ignore[arg-type]
+        loss = target_loss(model, batch, hooks)
+        tensors = [outputs[layer] for layer in layers]
+        grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+    scores = []
+    for activation, grad in zip(tensors, grads):
+        if grad is None:  # a layer that cannot reach the loss
+            scores.append(activation.new_zeros(activation.shape[-1]))
+        else:
+            scores.append(_reduce((grad * activation).detach(), reduce))
+    return torch.stack(scores).double(), float(loss.detach())
+
+
+@dataclasses.dataclass
+class Awareness:
+    """Average Taylor awareness ``Φ`` per neuron of the selected layers, per language.
+
+    Attributes:
+        languages: language order of the last axis.
+        layers: the scored (selected) layers, in order; ``scores[i]`` is layer ``layers[i]``.
+        scores: ``[len(layers), d_mlp, lang]``, the mean over each language's passes.
+        passes: forward/backward passes per language.
+        losses: mean loss per language over its passes.
+        reduce: granularity (module doc). site: the hook site scored.
+    """
+
+    languages: list[str]
+    layers: list[int]
+    scores: Tensor
+    passes: list[int]
+    losses: list[float]
+    n_layers: int
+    reduce: str = "batch"
+    site: str = "mlp_post"
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
+
+    @property
+    def d_mlp(self) -> int:
+        return int(self.scores.shape[1])
+
+    def of(self, language: str) -> Float[Tensor, "layer d_mlp"]:
+        """Scores of one language, ``[len(layers), d_mlp]``."""
+        if language not in self.languages:
+            raise MissingLanguageError(
+                f"No awareness for {language!r}; scored languages: {', '.join(self.languages)}."
+            )
+        return self.scores[..., self.languages.index(language)]
+
+    def full(self) -> Float[Tensor, "n_layers d_mlp lang"]:
+        """Scores placed in a ``[n_layers, d_mlp, lang]`` tensor (zeros in unscored layers)."""
+        out = self.scores.new_zeros(self.n_layers, self.d_mlp, len(self.languages))
+        out[self.layers] = self.scores
+        return out
+
+    def layer_means(self) -> dict[str, list[float]]:
+        """Mean awareness per scored layer for each language (Fig. 8)."""
+        means = self.scores.mean(dim=1)  # [layer, lang]
+        return {lang: means[:, i].tolist() for i, lang in enumerate(self.languages)}
+
+    def plot(self) -> Any:
+        """Layer-wise average awareness per language (Fig. 8 of the paper)."""
+        import plotly.graph_objects as go
+
+        figure = go.Figure()
+        for lang, values in self.layer_means().items():
+            figure.add_trace(go.Scatter(x=self.layers, y=values, name=lang, mode="lines+markers"))
+        figure.update_layout(
+            title="Average neuron awareness Φ per layer",
+            xaxis_title="layer",
+            yaxis_title="mean Φ",
+        )
+        return figure
+
+    def save(self, path: str | Path) -> Path:
+        """``path`` as safetensors (scores) with the rest as JSON metadata."""
+        from safetensors.torch import save_file
+
+        target = Path(path)
+        if target.suffix != ".safetensors":
+            target = target.with_name(target.name + ".safetensors")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": "lsn_mech.Awareness",
+            "languages": self.languages,
+            "layers": self.layers,
+            "passes": self.passes,
+            "losses": self.losses,
+            "n_layers": self.n_layers,
+            "reduce": self.reduce,
+            "site": self.site,
+            "provenance": self.provenance.to_dict(),
+        }
+        save_file(
+            {"scores": self.scores.detach().cpu().contiguous()},
+            str(target),
+            metadata={"lsn_mech": json.dumps(meta)},
+        )
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Awareness:
+        from safetensors import safe_open
+
+        source = Path(path)
+        if not source.exists():
+            source = source.with_name(source.name + ".safetensors")
+        with safe_open(str(source), framework="pt", device=str(device)) as handle:
+            meta = json.loads((handle.metadata() or {}).get("lsn_mech", "{}"))
+            if meta.pop("format", None) != "lsn_mech.Awareness":
+                raise DetectorInputError(f"{source} is not an lsn_mech Awareness file.")
+            scores = handle.get_tensor("scores")
+        meta["provenance"] = Provenance.from_dict(meta.get("provenance"))
+        return cls(scores=scores, **meta)
+
+
+def taylor_awareness(
+    model: HookedModel,
+    batches_by_language: Mapping[str, Iterable[Mapping[str, Tensor]]],
+    layers: Sequence[int],
+    *,
+    reduce: Reduce = "batch",
+    site: str = "mlp_post",
+    max_batches: int | None = None,
+    progress: bool = True,
+) -> Awareness:
+    """Average ``Φ`` (Eq. 3–4) of every neuron in ``layers``, per language.
+
+    ``batches_by_language`` yields HF-style dicts (``input_ids``, ``attention_mask``,
+    ``labels`` with ``-100`` outside the tokens whose loss counts) for each language.
+    """
+    if reduce not in _REDUCTIONS:
+        raise DetectorInputError(f"reduce must be one of {_REDUCTIONS}, got {reduce!r}.")
+    if not batches_by_language:
+        raise DetectorInputError("Pass batches for at least one language.")
+    sites = hook_sites(model)
+    layers = sorted({int(layer) for layer in layers})
+    if not layers:
+        raise DetectorInputError("Pass at least one layer to score (e.g. from select_layers).")
+    for layer in layers:
+        sites.check_layer(layer)
+    device = model_device(model)
+    languages = list(batches_by_language)
+    totals = torch.zeros(
+        len(layers), sites.d_mlp, len(languages), dtype=torch.float64, device=device
+    )
+    passes = [0] * len(languages)
+    losses = [0.0] * len(languages)
+    for index, language in enumerate(languages):
+        batches = list(batches_by_language[language])
+        if max_batches is not None:
+            batches = batches[:max_batches]
+        for batch in tqdm(batches, desc=f"awareness {language}", disable=not progress):
+            scores, loss = batch_awareness(model, batch, layers, reduce=reduce, site=site)
+            totals[..., index] += scores
+            passes[index] += 1
+            losses[index] += loss
+        if passes[index] == 0:
+            raise DetectorInputError(f"No batch for {language!r}: every language needs data.")
+    means = totals / torch.tensor(passes, dtype=torch.float64, device=device)
+    provenance = Provenance(
+        model_id=model_id(model),
+        method="landermt.taylor_awareness",
+        parameters={"layers": layers, "reduce": reduce, "site": site, "max_batches": max_batches},
+        library_version=__version__,
+    )
+    return Awareness(
+        languages=languages,
+        layers=layers,
+        scores=means.float(),
+        passes=passes,
+        losses=[total / n for total, n in zip(losses, passes)],
+        n_layers=sites.n_layers,
+        reduce=reduce,
+        site=site,
+        provenance=provenance,
+    )
