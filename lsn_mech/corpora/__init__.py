@@ -8,6 +8,7 @@ corpus.texts("fr")                                  # training verses of French
 corpus.test("zh")                                   # datasets.Dataset of held-out rows
 pairs = lm.corpora.bible_pairs("en", "fr", split="test")
 windows = lm.corpora.tokenize_windows(tokenizer, corpus.texts("fr"), window=512)
+examples = lm.corpora.translation_examples(pairs)   # templated prompts + one-line targets
 ```
 """
 
@@ -24,15 +25,31 @@ from lsn_mech.corpora.bible import (
 )
 from lsn_mech.corpora.corpus import CorpusArgumentError, MultilingualCorpus
 from lsn_mech.corpora.local import from_files, from_hub
+from lsn_mech.corpora.translation import (
+    LANGUAGE_NAMES,
+    TRANSLATION_TEMPLATES,
+    TranslationDataError,
+    TranslationTemplate,
+    from_hub_parallel,
+    language_name,
+    parallel_dataset,
+    tokenize_translation,
+    translation_batches,
+    translation_examples,
+)
 from lsn_mech.corpora.windows import TokenWindows, concat_windows, tokenize_windows
 
 __all__ = [
     "DEFAULT_EDITIONS",
     "EDITIONS",
+    "LANGUAGE_NAMES",
+    "TRANSLATION_TEMPLATES",
     "BibleEdition",
     "CorpusArgumentError",
     "MultilingualCorpus",
     "TokenWindows",
+    "TranslationDataError",
+    "TranslationTemplate",
     "bible",
     "bible_editions",
     "bible_languages",
@@ -40,7 +57,13 @@ __all__ = [
     "concat_windows",
     "from_files",
     "from_hub",
+    "from_hub_parallel",
+    "language_name",
     "normalize_verse",
+    "parallel_dataset",
     "test_books",
+    "tokenize_translation",
     "tokenize_windows",
+    "translation_batches",
+    "translation_examples",
 ]

@@ -1,0 +1,733 @@
+"""Machine translation evaluation: greedy decoding of one target line, sacreBLEU and chrF.
+
+The LANDeRMT baselines (§4.2) are the instruction alone (0-shot) and 5 random
+in-context demonstrations from the training data; scores are sacreBLEU (§4.3):
+
+```python
+import lsn_mech as lm
+
+test = lm.corpora.translation_examples(lm.corpora.bible_pairs("en", "fr", split="test"), template=0)
+train = lm.corpora.bible_pairs("en", "fr", split="train")
+zero = lm.evaluate.evaluate_translation(model, None, test, max_examples=200)
+five = lm.evaluate.evaluate_translation(model, None, test, shots=5, train_examples=train)
+print(zero.scores, five.scores.bleu_signature)
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import random
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from jaxtyping import Bool, Int64
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from lsn_mech._version import __version__
+from lsn_mech.corpora.corpus import column_list
+from lsn_mech.corpora.translation import (
+    PAIR_COLUMNS,
+    TRANSLATION_TEMPLATES,
+    one_line,
+    render_prompt,
+    translation_examples,
+)
+from lsn_mech.errors import EmptyCorpusError, LsnMechError
+from lsn_mech.models.protocol import model_id
+from lsn_mech.provenance import Provenance
+
+#: sacreBLEU tokenizer per target language; every other language uses ``"13a"``.
+#: Chinese uses sacreBLEU's ``"zh"`` tokenizer (the WMT convention). Japanese, Korean and
+#: the Southeast Asian scripts written without spaces use ``"char"``: the standard
+#: ``"ja-mecab"``/``"ko-mecab"`` need MeCab and its dictionaries (not installed, not
+#: bundled), and ``"13a"`` would treat a whole unspaced sentence as one word.
+BLEU_TOKENIZERS: dict[str, str] = {
+    "zh": "zh",
+    "ja": "char",
+    "ko": "char",
+    "th": "char",
+    "my": "char",
+    "km": "char",
+    "lo": "char",
+}
+
+
+class TranslationEvalError(LsnMechError, ValueError):
+    """A translation evaluation got a model, inputs or results it cannot use."""
+
+
+# ----- scores -----------------------------------------------------------------------------
+def bleu_tokenizer(target_language: str) -> str:
+    """The sacreBLEU tokenizer used for a target language (see `BLEU_TOKENIZERS`)."""
+    base = target_language.lower().replace("_", "-").split("-")[0]
+    return BLEU_TOKENIZERS.get(base, "13a")
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslationScores:
+    """Corpus BLEU and chrF of ``n`` sentences, each with its sacreBLEU signature."""
+
+    bleu: float
+    chrf: float
+    bleu_signature: str
+    chrf_signature: str
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TranslationScores:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+    def __str__(self) -> str:
+        return f"BLEU {self.bleu:.2f} ({self.bleu_signature}), chrF {self.chrf:.2f}, n={self.n}"
+
+
+def translation_scores(
+    hypotheses: Sequence[str],
+    references: Sequence[str],
+    *,
+    target_language: str,
+    tokenize: str | None = None,
+    smooth_method: str = "none",
+) -> TranslationScores:
+    """sacreBLEU corpus BLEU and chrF (one reference per sentence).
+
+    ``tokenize`` defaults to `bleu_tokenizer` of the target language. ``smooth_method``
+    defaults to the LANDeRMT footnote's ``smooth.none`` (sacreBLEU's own default is
+    ``"exp"``, which differs only when some n-gram order has no match at all: then
+    ``"none"`` gives 0 — small models on short test sets can hit this). chrF is
+    sacreBLEU's default (character 6-grams, no word n-grams) and needs no tokenizer.
+    """
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if len(hypotheses) != len(references):
+        raise TranslationEvalError(
+            f"{len(hypotheses)} hypotheses but {len(references)} references; pass one "
+            "hypothesis per reference, in the same order."
+        )
+    if not hypotheses:
+        raise EmptyCorpusError("No sentence to score: pass at least one hypothesis.")
+    hyps, refs = [str(h) for h in hypotheses], [[str(r) for r in references]]
+    bleu = BLEU(tokenize=tokenize or bleu_tokenizer(target_language), smooth_method=smooth_method)
+    chrf = CHRF()
+    return TranslationScores(
+        bleu=float(bleu.corpus_score(hyps, refs).score),
+        chrf=float(chrf.corpus_score(hyps, refs).score),
+        bleu_signature=str(bleu.get_signature()),
+        chrf_signature=str(chrf.get_signature()),
+        n=len(hyps),
+    )
+
+
+# ----- prompts ----------------------------------------------------------------------------
+def _pattern(example: Mapping[str, Any]) -> str:
+    pattern = example.get("template")
+    if pattern:
+        return str(pattern)
+    index = example.get("template_id")
+    return TRANSLATION_TEMPLATES[int(index) if index is not None else 0].prompt
+
+
+def _query_prompt(example: Mapping[str, Any]) -> str:
+    if example.get("prompt"):
+        return str(example["prompt"])
+    _check_pair(example, "The query")
+    return render_prompt(
+        _pattern(example), one_line(example["src_text"]), example["src_lang"], example["tgt_lang"]
+    )
+
+
+def _check_pair(example: Mapping[str, Any], what: str) -> None:
+    missing = [c for c in PAIR_COLUMNS if c not in example]
+    if missing:
+        raise TranslationEvalError(
+            f"{what} lacks {missing}; pass rows of lsn_mech.corpora.bible_pairs / "
+            "parallel_dataset / translation_examples."
+        )
+
+
+def few_shot_prompt(
+    example: Mapping[str, Any], shots: Sequence[Mapping[str, Any]], *, separator: str = "\n"
+) -> str:
+    """The query's prompt after ``len(shots)`` demonstrations in the query's template.
+
+    Each demonstration is the template rendered on a shot's source followed by its
+    target line (``tgt + "\\n"``); demonstrations and query are joined by
+    ``separator`` (a blank line). With no shots this is the query's prompt alone
+    (0-shot).
+    """
+    pattern = _pattern(example)
+    demos = []
+    for shot in shots:
+        _check_pair(shot, "A shot")
+        src, tgt = one_line(str(shot["src_text"])), one_line(str(shot["tgt_text"]))
+        demos.append(render_prompt(pattern, src, shot["src_lang"], shot["tgt_lang"]) + tgt + "\n")
+    return separator.join([*demos, _query_prompt(example)])
+
+
+def _seed_of(seed: int, exclude: Mapping[str, Any] | None) -> int:
+    key = f"{seed}\x00icl"
+    if exclude is not None:
+        key += f"\x00{exclude.get('src_text')}\x00{exclude.get('tgt_text')}"
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+def _same_pair(row: Mapping[str, Any], query: Mapping[str, Any] | None) -> bool:
+    if query is None:
+        return False
+    return row.get("src_text") == query.get("src_text") or row.get("tgt_text") == query.get(
+        "tgt_text"
+    )
+
+
+def icl_shots(
+    train_examples: Dataset | Sequence[Mapping[str, Any]],
+    k: int = 5,
+    seed: int = 0,
+    *,
+    exclude: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """``k`` random in-context demonstrations from the training pairs.
+
+    The draw is seeded by ``seed`` and, when ``exclude`` (the query) is given, by the
+    query's texts, so each query gets its own demonstrations, reproducibly. A row with
+    the query's source or target text is never drawn. Rows must be from the training
+    split (a ``split`` column other than ``"train"`` is an error).
+    """
+    if k < 0:
+        raise TranslationEvalError(f"k must be 0 or more; got {k}.")
+    n = len(train_examples)
+    if k == 0:
+        return []
+    if n == 0:
+        raise EmptyCorpusError("No training pairs to draw in-context demonstrations from.")
+    rng = random.Random(_seed_of(seed, exclude))
+    candidates = rng.sample(range(n), min(n, k + 8))
+    if n > len(candidates):  # rarely needed: more than 8 rows equal to the query
+        rest = sorted(set(range(n)) - set(candidates))
+        rng.shuffle(rest)
+        candidates += rest
+    shots: list[dict[str, Any]] = []
+    for index in candidates:
+        row = dict(train_examples[index])
+        if row.get("split", "train") != "train":
+            raise TranslationEvalError(
+                "In-context demonstrations must come from the training split; pass "
+                "bible_pairs(..., split='train') (got a row with split="
+                f"{row['split']!r})."
+            )
+        if not _same_pair(row, exclude):
+            shots.append(row)
+            if len(shots) == k:
+                return shots
+    raise TranslationEvalError(
+        f"Only {len(shots)} training pairs differ from the query; cannot draw k={k} shots."
+    )
+
+
+# ----- generation -------------------------------------------------------------------------
+def _generator(model: Any) -> Any:
+    """The Hugging Face model that generates: a bridge's booted ``original_model`` (HF
+    numerics and KV cache; the bridge's hooks, hence interventions, still run)."""
+    inner = getattr(model, "original_model", None)
+    hf = inner if isinstance(inner, torch.nn.Module) else model
+    if not callable(getattr(hf, "generate", None)) or not hasattr(hf, "generation_config"):
+        raise TranslationEvalError(
+            f"Cannot generate with a {type(model).__name__}: pass a Hugging Face "
+            "PreTrainedModel or a TransformerLens 4 bridge from lsn_mech.load_model."
+        )
+    return hf
+
+
+_NEWLINE_CACHE: weakref.WeakKeyDictionary[Any, tuple[int, ...]] = weakref.WeakKeyDictionary()
+
+
+def newline_token_ids(tokenizer: Any) -> tuple[int, ...]:
+    """Ids of the tokens whose text contains a newline (cached per tokenizer)."""
+    try:
+        return _NEWLINE_CACHE[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    size = len(tokenizer)
+    texts = tokenizer.batch_decode([[i] for i in range(size)])
+    ids = tuple(i for i, text in enumerate(texts) if "\n" in text)
+    with contextlib.suppress(TypeError):  # a tokenizer that cannot be weakly referenced
+        _NEWLINE_CACHE[tokenizer] = ids
+    return ids
+
+
+def _stop_mask(tokenizer: Any, vocab: int, device: torch.device) -> Bool[Tensor, " vocab"]:
+    mask = torch.zeros(vocab, dtype=torch.bool)
+    ids = [i for i in newline_token_ids(tokenizer) if i < vocab]
+    mask[ids] = True
+    return mask.to(device)
+
+
+def _stopping_criteria(stop: Tensor) -> Any:
+    """Stop a row once its newest token holds a newline (HF calls this after each step)."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _AtNewline(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return stop[input_ids[:, -1]]
+
+    return StoppingCriteriaList([_AtNewline()])
+
+
+def _eos_ids(tokenizer: Any, hf: Any) -> list[int]:
+    ids = {getattr(tokenizer, "eos_token_id", None)}
+    configured = getattr(getattr(hf, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
+    return sorted(int(i) for i in ids if i is not None)
+
+
+def left_pad(
+    sequences: Sequence[Sequence[int]], pad_id: int
+) -> tuple[Int64[Tensor, "batch seq"], Int64[Tensor, "batch seq"]]:
+    """Token ids and attention mask, padded on the left (generation appends on the right)."""
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, length - len(seq) :] = torch.tensor(list(seq), dtype=torch.long)
+            mask[row, length - len(seq) :] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def _generate(
+    hf: Any,
+    input_ids: Int64[Tensor, "batch seq"],
+    attention_mask: Int64[Tensor, "batch seq"],
+    *,
+    max_new_tokens: int,
+    pad_id: int,
+    eos: list[int],
+    criteria: Any,
+) -> Int64[Tensor, "batch new"]:
+    """Greedy continuation of a left-padded batch (the new tokens only)."""
+    output = hf.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=pad_id,
+        eos_token_id=eos or None,
+        stopping_criteria=criteria,
+    )
+    return output[:, input_ids.shape[1] :]
+
+
+def first_line(text: str) -> str:
+    """The text before the first newline, stripped (the translation of one line)."""
+    return text.split("\n", 1)[0].strip()
+
+
+def generate_lines(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 128,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> list[str]:
+    """Greedy first lines after each prompt, in batches of similar length (left padding)."""
+    if max_new_tokens < 1 or batch_size < 1:
+        raise TranslationEvalError("max_new_tokens and batch_size must be at least 1.")
+    hf = _generator(model)
+    tokenizer = tokenizer if tokenizer is not None else model.tokenizer
+    device = next(iter(hf.parameters())).device
+    vocab = max(int(getattr(hf.config, "vocab_size", 0) or 0), len(tokenizer))
+    criteria = _stopping_criteria(_stop_mask(tokenizer, vocab, device))
+    eos = _eos_ids(tokenizer, hf)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    pad_id = int(pad if pad is not None else (eos[0] if eos else 0))
+    encoded = [list(x) for x in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    texts: list[str] = [""] * len(encoded)
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc="translate", disable=not progress):
+        chunk = order[start : start + batch_size]
+        ids, mask = left_pad([encoded[i] for i in chunk], pad_id)
+        new = _generate(
+            hf,
+            ids.to(device),
+            mask.to(device),
+            max_new_tokens=max_new_tokens,
+            pad_id=pad_id,
+            eos=eos,
+            criteria=criteria,
+        )
+        for i, row in zip(chunk, new.tolist()):
+            texts[i] = first_line(tokenizer.decode(row, skip_special_tokens=True))
+    return texts
+
+
+def _as_rows(examples_or_prompts: Any) -> list[str] | list[dict[str, Any]]:
+    if isinstance(examples_or_prompts, str):
+        return [examples_or_prompts]
+    if isinstance(examples_or_prompts, Dataset):
+        if len(examples_or_prompts) == 0:
+            raise EmptyCorpusError("No examples to translate.")
+        if "prompt" not in examples_or_prompts.column_names:
+            examples_or_prompts = translation_examples(examples_or_prompts, template=0)
+        names = examples_or_prompts.column_names
+        columns = [column_list(examples_or_prompts, c) for c in names]
+        return [dict(zip(names, values)) for values in zip(*columns)]
+    items = list(examples_or_prompts)
+    if items and not all(isinstance(x, str) for x in items):
+        return [dict(x) for x in items]
+    return [str(x) for x in items]
+
+
+def translate(
+    model: Any,
+    tokenizer: Any,
+    examples_or_prompts: Dataset | Sequence[str] | Sequence[Mapping[str, Any]] | str,
+    *,
+    max_new_tokens: int = 128,
+    batch_size: int = 8,
+    shots: Sequence[Mapping[str, Any]] | Dataset | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Greedy translations: the first generated line after each prompt.
+
+    ``examples_or_prompts`` are prompt strings, rows with a ``prompt`` (from
+    `lsn_mech.corpora.translation_examples`), or pairs (rendered with template 0).
+    ``shots`` are demonstrations put in front of every example (see
+    `few_shot_prompt`). ``model`` is a Hugging Face ``PreTrainedModel`` or a
+    TransformerLens 4 bridge (its booted ``original_model`` generates, so hook-based
+    interventions on the bridge apply). ``tokenizer=None`` takes ``model.tokenizer``.
+
+    Decoding is greedy with a KV cache on left-padded batches; a row stops at EOS or
+    at the first token that contains a newline, and its text is cut at the first newline
+    and stripped.
+    """
+    rows = _as_rows(examples_or_prompts)
+    if not rows:
+        raise EmptyCorpusError("No examples to translate.")
+    if rows and isinstance(rows[0], str):
+        if shots:
+            raise TranslationEvalError(
+                "shots need examples (rows with src_text/tgt_text/template), not prompt "
+                "strings; pass translation_examples(pairs) or build the prompts with "
+                "few_shot_prompt."
+            )
+        prompts = [str(r) for r in rows]
+    else:
+        demos = [dict(s) for s in shots] if shots is not None else []
+        prompts = [few_shot_prompt(r, demos) for r in rows]  # type: ignore[arg-type]
+    return generate_lines(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
+# ----- results ----------------------------------------------------------------------------
+def _json_path(path: str | Path) -> Path:
+    target = Path(path)
+    if target.suffix != ".json":
+        target = target.with_name(target.name + ".json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+@dataclasses.dataclass
+class TranslationResult:
+    """Scores of one translation direction with every prompt, hypothesis and reference."""
+
+    src_lang: str
+    tgt_lang: str
+    shots: int
+    scores: TranslationScores
+    prompts: list[str]
+    hypotheses: list[str]
+    references: list[str]
+    sources: list[str]
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
+
+    @property
+    def direction(self) -> str:
+        return f"{self.src_lang}-{self.tgt_lang}"
+
+    def table(self) -> Any:
+        """One row per sentence (a ``pandas.DataFrame``)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "source": self.sources,
+                "reference": self.references,
+                "hypothesis": self.hypotheses,
+                "prompt": self.prompts,
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["scores"] = self.scores.to_dict()
+        data["provenance"] = self.provenance.to_dict()
+        return data
+
+    def save(self, path: str | Path) -> Path:
+        """Lossless JSON."""
+        target = _json_path(path)
+        data = {"format": "lsn_mech.TranslationResult", **self.to_dict()}
+        target.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> TranslationResult:
+        """Read a result written by `save`."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data.pop("format", None)
+        data["scores"] = TranslationScores.from_dict(data["scores"])
+        data["provenance"] = Provenance.from_dict(data.get("provenance"))
+        return cls(**data)
+
+    def __str__(self) -> str:
+        return f"{self.direction} ({self.shots}-shot): {self.scores}"
+
+
+def _direction(examples: Dataset) -> tuple[str, str]:
+    pairs = set(zip(column_list(examples, "src_lang"), column_list(examples, "tgt_lang")))
+    if len(pairs) != 1:
+        raise TranslationEvalError(
+            f"The examples hold several directions {sorted(pairs)}; evaluate one direction "
+            "at a time (examples.filter(...)) or use evaluate_directions."
+        )
+    src, tgt = pairs.pop()
+    return str(src), str(tgt)
+
+
+def evaluate_translation(
+    model: Any,
+    tokenizer: Any,
+    examples: Dataset,
+    *,
+    shots: int = 0,
+    train_examples: Dataset | Sequence[Mapping[str, Any]] | None = None,
+    max_examples: int | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 128,
+    batch_size: int = 8,
+    tokenize: str | None = None,
+    progress: bool = True,
+) -> TranslationResult:
+    """Translate one direction's test examples and score them.
+
+    ``examples`` are pairs (prompted with template 0) or `translation_examples`
+    (their own prompts). ``shots > 0`` puts that many demonstrations from
+    ``train_examples`` (drawn per query with `icl_shots`, seeded by ``seed``) before
+    each prompt: the paper's in-context baseline uses 5. ``max_examples`` keeps the
+    first rows. References are the ``tgt_text`` column.
+    """
+    if not isinstance(examples, Dataset) or len(examples) == 0:
+        raise EmptyCorpusError("Pass a non-empty datasets.Dataset of test examples.")
+    missing = [c for c in PAIR_COLUMNS if c not in examples.column_names]
+    if missing:
+        raise TranslationEvalError(
+            f"The examples lack {missing}; build them with bible_pairs, parallel_dataset "
+            "or translation_examples."
+        )
+    if max_examples is not None:
+        examples = examples.select(range(min(max_examples, len(examples))))
+    if shots > 0 and train_examples is None:
+        raise TranslationEvalError(
+            f"shots={shots} needs train_examples=... (e.g. bible_pairs(src, tgt, "
+            "split='train')); the demonstrations must not come from the test set."
+        )
+    src_lang, tgt_lang = _direction(examples)
+    names = examples.column_names
+    rows = [dict(zip(names, v)) for v in zip(*(column_list(examples, c) for c in names))]
+    if "prompt" not in names:
+        rows = [{**r, "template_id": 0} for r in rows]
+    prompts = [
+        few_shot_prompt(r, icl_shots(train_examples, shots, seed, exclude=r) if shots else [])
+        for r in rows
+    ]
+    hypotheses = generate_lines(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    references = [one_line(str(r["tgt_text"])) for r in rows]
+    scores = translation_scores(hypotheses, references, target_language=tgt_lang, tokenize=tokenize)
+    return TranslationResult(
+        src_lang=src_lang,
+        tgt_lang=tgt_lang,
+        shots=shots,
+        scores=scores,
+        prompts=prompts,
+        hypotheses=hypotheses,
+        references=references,
+        sources=[one_line(str(r["src_text"])) for r in rows],
+        provenance=Provenance(
+            model_id=model_id(model),
+            method="translation",
+            parameters={
+                "shots": shots,
+                "seed": seed,
+                "max_examples": max_examples,
+                "max_new_tokens": max_new_tokens,
+                "decoding": "greedy, stop at the first newline or EOS",
+                "bleu_signature": scores.bleu_signature,
+                "chrf_signature": scores.chrf_signature,
+            },
+            library_version=__version__,
+        ),
+    )
+
+
+@dataclasses.dataclass
+class TranslationTable:
+    """Scores per direction (``"en-fr"`` → `TranslationScores`) for one setting."""
+
+    scores: dict[str, TranslationScores]
+    setting: str = ""
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
+
+    @classmethod
+    def from_results(
+        cls, results: Mapping[str, TranslationResult] | Sequence[TranslationResult]
+    ) -> TranslationTable:
+        """Collect the scores of several `TranslationResult`s."""
+        items = list(results.values()) if isinstance(results, Mapping) else list(results)
+        if not items:
+            raise EmptyCorpusError("No result to put in a table.")
+        shots = sorted({r.shots for r in items})
+        return cls(
+            scores={r.direction: r.scores for r in items},
+            setting=", ".join(f"{s}-shot" for s in shots),
+            provenance=items[0].provenance.replace(method="translation_table"),
+        )
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per direction: direction, src, tgt, n, bleu, chrf and signatures."""
+        out = []
+        for direction, s in self.scores.items():
+            src, _, tgt = direction.partition("-")
+            out.append({"direction": direction, "src": src, "tgt": tgt, **s.to_dict()})
+        return out
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write `rows` as CSV."""
+        import csv
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        rows = self.rows()
+        fields = ["direction", "src", "tgt", "n", "bleu", "chrf"]
+        fields += ["bleu_signature", "chrf_signature"]
+        with target.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        return target
+
+    def save(self, path: str | Path) -> Path:
+        """Lossless JSON."""
+        target = _json_path(path)
+        data = {
+            "format": "lsn_mech.TranslationTable",
+            "scores": {k: v.to_dict() for k, v in self.scores.items()},
+            "setting": self.setting,
+            "provenance": self.provenance.to_dict(),
+        }
+        target.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> TranslationTable:
+        """Read a table written by `save`."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(
+            scores={k: TranslationScores.from_dict(v) for k, v in data["scores"].items()},
+            setting=data.get("setting", ""),
+            provenance=Provenance.from_dict(data.get("provenance")),
+        )
+
+    def plot(self, metric: str = "bleu", kind: str = "bar") -> Any:
+        """A plotly bar chart per direction, or a source × target heatmap."""
+        if metric not in ("bleu", "chrf") or kind not in ("bar", "heatmap"):
+            raise TranslationEvalError("metric must be 'bleu' or 'chrf'; kind 'bar' or 'heatmap'.")
+        label = "BLEU" if metric == "bleu" else "chrF"
+        title = f"{label} per direction" + (f" ({self.setting})" if self.setting else "")
+        rows = self.rows()
+        if kind == "bar":
+            import plotly.graph_objects as go
+
+            figure = go.Figure(
+                go.Bar(x=[r["direction"] for r in rows], y=[r[metric] for r in rows])
+            )
+            figure.update_layout(title=title, xaxis_title="direction", yaxis_title=label)
+            return figure
+        from lsn_mech.plots import heatmap
+
+        sources = sorted({r["src"] for r in rows})
+        targets = sorted({r["tgt"] for r in rows})
+        values = {(r["src"], r["tgt"]): float(r[metric]) for r in rows}
+        matrix = [[values.get((s, t), float("nan")) for t in targets] for s in sources]
+        return heatmap(
+            matrix,
+            sources,
+            targets,
+            title=title,
+            row_title="source",
+            column_title="target",
+            colorbar=label,
+        )
+
+    def __str__(self) -> str:
+        lines = [f"{'direction':<12}{'n':>6}{'BLEU':>8}{'chrF':>8}"]
+        for r in self.rows():
+            lines.append(f"{r['direction']:<12}{r['n']:>6}{r['bleu']:>8.2f}{r['chrf']:>8.2f}")
+        return "\n".join(lines)
+
+
+def evaluate_directions(
+    model: Any,
+    tokenizer: Any,
+    test_by_direction: Mapping[str, Dataset],
+    *,
+    shots: int = 0,
+    train_by_direction: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> TranslationTable:
+    """`evaluate_translation` for each direction (``{"en-fr": test_pairs, ...}``).
+
+    ``train_by_direction`` gives the in-context demonstrations of each direction when
+    ``shots > 0``; ``kwargs`` go to `evaluate_translation`.
+    """
+    if not test_by_direction:
+        raise EmptyCorpusError("Pass at least one direction: {'en-fr': test_pairs}.")
+    results = {}
+    for direction, examples in test_by_direction.items():
+        train = (train_by_direction or {}).get(direction) if shots else None
+        results[direction] = evaluate_translation(
+            model, tokenizer, examples, shots=shots, train_examples=train, **kwargs
+        )
+    table = TranslationTable.from_results(results)
+    table.setting = f"{shots}-shot"
+    return table

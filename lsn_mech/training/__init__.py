@@ -1,0 +1,33 @@
+"""LANDeRMT-style training: selective finetuning and its baselines, conditional awareness
+routing and its checkpoints."""
+
+from lsn_mech.training import baselines
+from lsn_mech.training.car import RoutingError, pair_awareness, static_car
+from lsn_mech.training.export import export_pair, fold_pair, load_routed, save_routed
+from lsn_mech.training.routing import ConditionalAwarenessRouting
+from lsn_mech.training.selective import (
+    TrainingLog,
+    TrainingSetupError,
+    TrainingStep,
+    selective_finetune,
+    target_loss,
+    trainable_parameter_count,
+)
+
+__all__ = [
+    "ConditionalAwarenessRouting",
+    "RoutingError",
+    "TrainingLog",
+    "TrainingSetupError",
+    "TrainingStep",
+    "baselines",
+    "export_pair",
+    "fold_pair",
+    "load_routed",
+    "pair_awareness",
+    "save_routed",
+    "selective_finetune",
+    "static_car",
+    "target_loss",
+    "trainable_parameter_count",
+]
