@@ -138,8 +138,78 @@ def build_parser() -> argparse.ArgumentParser:
     lape.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     lape.add_argument("--output", type=Path, default=Path("lsn_runs/lape"), help="report folder")
 
+    landermt = commands.add_parser(
+        "landermt",
+        help="the LANDeRMT reproduction (Zhu et al.): layers, awareness, routing, finetuning, BLEU",
+        description="Select language-pair-relevant layers, score neuron awareness by Taylor "
+        "expansion, split language-general and language-specific neurons, finetune them "
+        "selectively with conditional awareness routing, and compare with 0-shot, 5-shot, "
+        "full finetuning, LoRA and the ablations on held-out Bible verses (sacreBLEU); write "
+        "report.md, results and figures to OUTPUT.",
+    )
+    _add_config_arguments(landermt, "LandermtConfig", LANDERMT_HELP)
+
     commands.add_parser("info", help="versions, device, cache folder and embedded material")
     return parser
+
+
+LANDERMT_HELP = {
+    "model": "zoo name, HF id or local directory",
+    "directions": "translation directions, e.g. en-fr en-zh en-de",
+    "output": "report folder",
+    "train_pairs": "training verse pairs per direction",
+    "test_pairs": "held-out test pairs per direction",
+    "seed": "seed of data order, templates, shots and initialisation",
+    "k": "layers selected by representation analysis (paper: 4)",
+    "attribute_to": "which layer a transition D_i names: next or previous",
+    "layer_batches": "batches per direction for layer selection",
+    "epsilon": "fraction of language-general neurons per layer (paper: 0.9)",
+    "awareness_source": "data a language's awareness comes from: pairs or monolingual",
+    "awareness_batches": "batches per language for awareness",
+    "awareness_reduce": "granularity of |dL/dh * h|: batch, example or token",
+    "car_formula": "static CAR reading: paper, swapped, or a constant in [0, 1]",
+    "learned_car": "learn a per-token CAR gate initialised to the static value",
+    "methods": "methods to run (0-shot 5-shot full lora layers lg ls landermt)",
+    "steps": "optimiser steps in all (pairs alternate)",
+    "batch_size": "examples per batch (paper: 8)",
+    "grad_accumulation": "batches per optimiser step (paper: 10)",
+    "lr": "AdamW learning rate (paper: 5e-5 over 12,500 iterations per pair)",
+    "weight_decay": "AdamW weight decay",
+    "lora_r": "LoRA rank of the LoRA baseline",
+    "lora_alpha": "LoRA alpha of the LoRA baseline",
+    "max_length": "tokens per example (prompt + target)",
+    "shots": "demonstrations of the in-context baseline (paper: 5)",
+    "max_new_tokens": "generated tokens per translation at most",
+    "eval_batch_size": "prompts per generation batch",
+    "transfer": "also train on each direction alone and evaluate all (Fig. 3)",
+    "device": "cpu, cuda, ... (default: the best available)",
+}
+
+
+def _add_config_arguments(
+    parser: argparse.ArgumentParser, name: str, help_: dict[str, str]
+) -> None:
+    """One flag per field of a pipeline config dataclass, with its default."""
+    import dataclasses
+
+    from lsn_mech import pipelines
+
+    config_type = getattr(pipelines, name)
+    defaults = config_type()
+    for field in dataclasses.fields(config_type):
+        default = getattr(defaults, field.name)
+        flag = "--" + field.name.replace("_", "-")
+        text = f"{help_.get(field.name, field.name)} (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=text
+            )
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, nargs="+", default=list(default), help=text)
+        elif default is None:
+            parser.add_argument(flag, default=None, help=text)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -148,7 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lsn_mech.errors import LsnMechError
 
     try:
-        runners = {"stats": _run_stats, "ppl": _run_ppl, "lape": _run_lape, "info": _run_info}
+        runners = {
+            "stats": _run_stats,
+            "ppl": _run_ppl,
+            "lape": _run_lape,
+            "landermt": _run_landermt,
+            "info": _run_info,
+        }
         return runners[args.command](args)
     except LsnMechError as error:
         print(f"lsn-mech: error: {error}", file=sys.stderr)
@@ -285,6 +361,19 @@ def _run_lape(args: argparse.Namespace) -> int:
         text_files=files,
     )
     report = run_lape(config, log=lambda line: print(line, file=sys.stderr))
+    print(report.report_path.read_text())
+    return 0
+
+
+def _run_landermt(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from lsn_mech.pipelines import LandermtConfig, run_landermt
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(LandermtConfig)}
+    values["directions"] = tuple(values["directions"])
+    values["methods"] = tuple(values["methods"])
+    report = run_landermt(LandermtConfig(**values), log=lambda line: print(line, file=sys.stderr))
     print(report.report_path.read_text())
     return 0
 

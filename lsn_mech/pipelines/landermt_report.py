@@ -1,0 +1,193 @@
+"""The LANDeRMT job's report folder: ``report.md`` with Tables 1–2, data as CSV/JSON and
+figures (Fig. 3–8, 12–13) as interactive HTML."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from lsn_mech.pipelines.report import _table, save_figure
+
+
+def results_rows(results: Mapping[str, Any], directions: list[str]) -> list[list[str]]:
+    """Table 1/2 rows: method, trainable parameters, BLEU per direction, mean BLEU and chrF."""
+    from lsn_mech.pipelines.landermt import METHOD_LABELS
+
+    rows = []
+    for method, result in results.items():
+        mean_chrf = sum(result.chrf.values()) / len(result.chrf)
+        rows.append(
+            [
+                METHOD_LABELS.get(method, method),
+                f"{result.trainable_parameters:,}" if result.trainable_parameters else "0",
+                *(f"{result.bleu[d]:.2f}" for d in directions),
+                f"{result.mean_bleu:.2f}",
+                f"{mean_chrf:.1f}",
+                f"{result.train_seconds:.0f}",
+                {True: "yes", False: "NO", None: "n/a"}[result.unchanged_outside_masks],
+            ]
+        )
+    return rows
+
+
+def _bleu_figure(results: Mapping[str, Any], directions: list[str]) -> Any:
+    import plotly.graph_objects as go
+
+    from lsn_mech.pipelines.landermt import METHOD_LABELS
+
+    figure = go.Figure()
+    for method, result in results.items():
+        figure.add_trace(
+            go.Bar(
+                name=METHOD_LABELS.get(method, method),
+                x=directions,
+                y=[result.bleu[d] for d in directions],
+            )
+        )
+    figure.update_layout(barmode="group", title="BLEU per direction", yaxis_title="BLEU")
+    return figure
+
+
+def _transfer_figure(transfer: Mapping[str, Mapping[str, float]]) -> Any:
+    import plotly.graph_objects as go
+
+    rows = list(transfer)
+    columns = list(next(iter(transfer.values())))
+    figure = go.Figure(
+        go.Heatmap(
+            z=[[transfer[r][c] for c in columns] for r in rows],
+            x=columns,
+            y=rows,
+            colorscale="RdBu",
+            zmid=0,
+            text=[[f"{transfer[r][c]:+.2f}" for c in columns] for r in rows],
+            texttemplate="%{text}",
+        )
+    )
+    figure.update_layout(
+        title="BLEU change over 0-shot, LANDeRMT trained on one direction (rows)",
+        xaxis_title="evaluated direction",
+        yaxis_title="trained direction",
+    )
+    return figure
+
+
+def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str, Any]) -> None:
+    """Write ``report.md``, ``results.csv``/``.json`` and the figures into ``report.output``."""
+    output = report.output
+    directions = list(config.directions)
+    figures: list[str] = []
+    figures += save_figure(report.layers.plot("means"), output / "layer_means")
+    figures += save_figure(report.layers.plot("deltas"), output / "layer_deltas")
+    figures += save_figure(report.awareness.plot(), output / "awareness")
+    figures += save_figure(report.split.plot("general"), output / "awareness_general")
+    figures += save_figure(report.split.plot("specific"), output / "awareness_specific")
+    for kind, projection in projections.items():
+        figures += save_figure(projection.plot(), output / f"projection_{kind}")
+    if report.results:
+        figures += save_figure(_bleu_figure(report.results, directions), output / "bleu")
+    if report.transfer:
+        figures += save_figure(_transfer_figure(report.transfer), output / "transfer")
+        (output / "transfer.json").write_text(json.dumps(report.transfer, indent=2))
+
+    header = ["method", "trainable params", *directions, "mean BLEU", "mean chrF", "train s"]
+    header.append("frozen entries unchanged")
+    rows = results_rows(report.results, directions)
+    with (output / "results.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    (output / "results.json").write_text(
+        json.dumps({m: dataclasses.asdict(r) for m, r in report.results.items()}, indent=2)
+    )
+    (output / "samples.json").write_text(json.dumps(report.samples, indent=2, ensure_ascii=False))
+
+    split = report.split
+    lines = [
+        "# LANDeRMT report",
+        "",
+        f"Model `{config.model}`; directions {', '.join(directions)}; {config.train_pairs:,} "
+        f"training pairs and {config.test_pairs} held-out test pairs per direction (Bible, "
+        f"split by book). Budget: {config.steps} optimiser steps in all (pairs alternate), "
+        f"batch {config.batch_size}, gradient accumulation {config.grad_accumulation}, "
+        f"AdamW lr {config.lr}, weight decay {config.weight_decay}; greedy decoding, "
+        f"sacreBLEU (13a; zh for Chinese).",
+        "",
+        "## Detection",
+        "",
+        f"Selected layers (k = {config.k}, top |ΔA| transitions, attributed to the "
+        f"{config.attribute_to} layer): **{report.layers.layers()}**. "
+        f"Per pair: {report.layers.per_pair()}.",
+        "",
+        f"Awareness from {config.awareness_source} data ({config.awareness_batches} batches per "
+        f"language, reduce={config.awareness_reduce}); split with ε = {config.epsilon}:",
+        "",
+        "```text",
+        split.summary(),
+        "```",
+        "",
+        "Representations of the top selected layer's neurons (leave-one-out nearest-centroid "
+        "accuracy of the language; chance = 1/languages): "
+        + ", ".join(
+            f"{kind} {p.separation:.2f} (2-D: {p.separation_2d:.2f})"
+            for kind, p in projections.items()
+        )
+        + ".",
+        "",
+        "## Translation quality (Tables 1–2)",
+        "",
+        _table(header, rows) if rows else "(no method was run)",
+        "",
+    ]
+    zero = report.results.get("0-shot")
+    ours = report.results.get("landermt")
+    full = report.results.get("full")
+    if zero is not None and ours is not None:
+        better = [d for d in directions if ours.bleu[d] > zero.bleu[d]]
+        lines.append(
+            f"LANDeRMT beats 0-shot on {len(better)} of {len(directions)} trained directions "
+            f"({', '.join(better) or 'none'})"
+            + (
+                f", training {ours.trainable_parameters / max(full.trainable_parameters, 1):.1%} "
+                "of the parameters full finetuning trains."
+                if full is not None
+                else "."
+            )
+        )
+        lines.append("")
+    if report.transfer:
+        lines += ["## Transfer (Fig. 3): BLEU change over 0-shot", ""]
+        columns = list(next(iter(report.transfer.values())))
+        lines.append(
+            _table(
+                ["trained \\ evaluated", *columns],
+                [[r, *(f"{v[c]:+.2f}" for c in columns)] for r, v in report.transfer.items()],
+            )
+        )
+        lines.append("")
+    lines += ["## Sample translations", ""]
+    for direction, entry in report.samples.items():
+        lines.append(f"### {direction}")
+        for i, source in enumerate(entry["source"]):
+            lines.append(f"- source: {source}")
+            lines.append(f"  - reference: {entry['reference'][i]}")
+            for method in report.results:
+                if method in entry:
+                    lines.append(f"  - {method}: {entry[method][i]}")
+        lines.append("")
+    lines += [
+        "## Files",
+        "",
+        "- `layers.json` (`detect.LayerSelection.load`), `neurons/` (`detect.AwarenessSplit.load`)",
+        "- `results.csv`, `results.json`, `samples.json`, `translations/*.json`, `training/*.json`",
+        "- figures: " + ", ".join(f"`{f}`" for f in figures),
+        "",
+        "## Time per stage (seconds)",
+        "",
+        _table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in report.seconds.items()]),
+        "",
+    ]
+    (output / "report.md").write_text("\n".join(lines), encoding="utf-8")
