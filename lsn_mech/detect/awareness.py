@@ -41,9 +41,9 @@ from tqdm.auto import tqdm
 from lsn_mech._version import __version__
 from lsn_mech.detect._common import DetectorInputError
 from lsn_mech.errors import MissingLanguageError, UnsupportedArchitectureError
-from lsn_mech.evaluate.perplexity import UNEMBED_INPUT_HOOKS, unembed
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
 from lsn_mech.models.sites import hook_sites
+from lsn_mech.models.unembedding import UNEMBED_INPUT_HOOKS, unembed
 from lsn_mech.provenance import Provenance
 
 Reduce = Literal["batch", "example", "token"]

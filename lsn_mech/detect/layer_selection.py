@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from lsn_mech._version import __version__
 from lsn_mech.detect._common import DetectorInputError
-from lsn_mech.experiments._results import canonical, load_json, save_json, table
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
 from lsn_mech.models.sites import hook_sites
 from lsn_mech.provenance import Provenance
+from lsn_mech.results import canonical, load_json, save_json, table
 
 Attribution = Literal["next", "previous"]
 Combine = Literal["mean", "per_pair"]

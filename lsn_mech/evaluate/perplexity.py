@@ -21,8 +21,7 @@ from lsn_mech.corpora.sources import as_text_list
 from lsn_mech.corpora.windows import tokenize_windows
 from lsn_mech.errors import EmptyCorpusError, UnsupportedArchitectureError
 from lsn_mech.models.protocol import HookedModel, model_device
-
-UNEMBED_INPUT_HOOKS = ("unembed.hook_in", "ln_final.hook_normalized")
+from lsn_mech.models.unembedding import UNEMBED_INPUT_HOOKS, unembed
 
 
 class _Residual(Exception):
@@ -132,8 +131,3 @@ def final_residual(
         except _Residual as caught:
             return caught.value
     raise RuntimeError(f"The hook {name} did not fire during the forward pass.")  # pragma: no cover
-
-
-def unembed(model: HookedModel, hidden: Float[Tensor, "n d_model"]) -> Float[Tensor, "n vocab"]:
-    """Logits for a flat batch of final residuals, through the model's own unembedding."""
-    return model.unembed(hidden.unsqueeze(0)).squeeze(0)
