@@ -42,9 +42,11 @@ _SUBMODULES = (
     "interventions",
     "models",
     "neurons",
+    "peft",
     "pipelines",
     "plots",
     "stats",
+    "training",
 )
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]

@@ -6,6 +6,7 @@
 * `lave`: LAPE on mean activation values (LAVE);
 * `pv` / `pv_from_state_dicts`: parameter variation after per-language finetuning;
 * `random`: as many neurons per layer, at random;
+* `act_prob_90p`: Mondal et al.'s Activation Probability 90p (from quantile histograms);
 * `select_layers` / `taylor_awareness` / `split_awareness`: LANDeRMT's representation
   analysis (Eq. 1–2), Taylor-expansion awareness (Eq. 3–4) and general/specific split (Eq. 5);
 * `load_lape_activations` / `activation_stats_from_lape`: read the reference code's
@@ -16,6 +17,12 @@ Statistics-based detectors take an `lsn_mech.stats.ActivationStats` or a plain
 """
 
 from lsn_mech.detect._common import DetectorInputError, EntropySelection
+from lsn_mech.detect.act_prob import (
+    ActProbSelection,
+    act_prob_90p,
+    act_prob_details,
+    act_prob_scores,
+)
 from lsn_mech.detect.awareness import Awareness, batch_awareness, taylor_awareness
 from lsn_mech.detect.awareness_split import AwarenessSplit, split_awareness, split_scores
 from lsn_mech.detect.lap_detector import lap
@@ -36,12 +43,16 @@ from lsn_mech.detect.pv_detector import pv, pv_change_rates, pv_from_rates, pv_f
 from lsn_mech.detect.random_baseline import random
 
 __all__ = [
+    "ActProbSelection",
     "Awareness",
     "AwarenessSplit",
     "DetectorInputError",
     "EntropySelection",
     "LayerSelection",
     "PositiveCountAccumulator",
+    "act_prob_90p",
+    "act_prob_details",
+    "act_prob_scores",
     "activation_stats_from_lape",
     "batch_awareness",
     "lap",

@@ -1,5 +1,21 @@
 """Neurons as Hugging Face weight rows/columns: masks for PEFT and selective training."""
 
+from lsn_mech.peft.lora import (
+    ATTENTION_ROLES,
+    AdapterLoadError,
+    MaskedLoraError,
+    MaskedLoraLinear,
+    MaskedLoraSpec,
+    adapter_tensors,
+    attention_modules,
+    check_adapter_loaded,
+    enforce_masks,
+    load_masked_lora,
+    masked_lora,
+    masked_lora_spec,
+    mlp_lora_masks,
+    save_masked_lora,
+)
 from lsn_mech.peft.masks import (
     ModuleMask,
     Projection,
@@ -11,11 +27,25 @@ from lsn_mech.peft.masks import (
 )
 
 __all__ = [
+    "ATTENTION_ROLES",
+    "AdapterLoadError",
+    "MaskedLoraError",
+    "MaskedLoraLinear",
+    "MaskedLoraSpec",
     "ModuleMask",
     "Projection",
+    "adapter_tensors",
+    "attention_modules",
+    "check_adapter_loaded",
     "check_neurons",
+    "enforce_masks",
     "layer_projections",
+    "load_masked_lora",
+    "masked_lora",
+    "masked_lora_spec",
+    "mlp_lora_masks",
     "mlp_shape",
     "neuron_module_masks",
     "parameter_masks",
+    "save_masked_lora",
 ]

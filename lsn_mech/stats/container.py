@@ -15,9 +15,14 @@ from torch import Tensor
 from lsn_mech.errors import MissingLanguageError, StatisticsMismatchError
 from lsn_mech.provenance import Provenance
 from lsn_mech.stats.accumulators import Accumulator, MomentAccumulator
+from lsn_mech.stats.quantiles import BatchQuantileAccumulator, QuantileAccumulator
 
 FORMAT_VERSION = 1
-ACCUMULATOR_TYPES: dict[str, type[Accumulator]] = {"moments": MomentAccumulator}
+ACCUMULATOR_TYPES: dict[str, type[Accumulator]] = {
+    "moments": MomentAccumulator,
+    "quantiles": QuantileAccumulator,
+    "batch_quantiles": BatchQuantileAccumulator,
+}
 
 
 def build_accumulator(config: Mapping[str, Any]) -> Accumulator:
@@ -112,6 +117,31 @@ class ActivationStats:
     def std(self, site: str = "mlp_post") -> Float[Tensor, "layer d_mlp lang"]:
         """Population standard deviation per neuron and language."""
         return self.variance(site).sqrt()
+
+    def quantile(
+        self, q: float | int, site: str = "mlp_post", *, estimate: str = "histogram"
+    ) -> Float[Tensor, "layer d_mlp lang"]:
+        """Quantile ``q`` per neuron and language (needs a `QuantileAccumulator`; see
+        `lsn_mech.stats.percentiles`)."""
+        from lsn_mech.stats import percentiles
+
+        return percentiles.quantile(self, q, site, estimate)  # type: ignore[arg-type]
+
+    def quantile_error_bound(
+        self, q: float | int, site: str = "mlp_post"
+    ) -> Float[Tensor, "layer d_mlp lang"]:
+        """Guaranteed bound on the error of `quantile` (histogram estimate)."""
+        from lsn_mech.stats import percentiles
+
+        return percentiles.quantile_error_bound(self, q, site)
+
+    def statistic(
+        self, name: str, site: str = "mlp_post", *, estimate: str = "histogram"
+    ) -> Float[Tensor, "layer d_mlp lang"]:
+        """``"mean"``, ``"p5"`` … ``"p95"`` (any ``"p<number>"``) per neuron and language."""
+        from lsn_mech.stats import percentiles
+
+        return percentiles.statistic(self, name, site, estimate)  # type: ignore[arg-type]
 
     # ----- algebra -----------------------------------------------------------------
     def check_compatible(self, other: ActivationStats) -> None:
@@ -291,6 +321,28 @@ class LanguageStats:
     def std(self) -> SiteValues:
         """Standard deviation per site."""
         return self._per_site("std")
+
+    def statistic(self, name: str, *, estimate: str = "histogram") -> SiteValues:
+        """``"mean"`` or ``"p5"`` … ``"p95"`` at every site that has it, for `lsn_mech.set_to`.
+
+        Each site's value is that site's own statistic; for Mondal et al.'s pre→post
+        mismatch use `lsn_mech.stats.statistic_value`.
+        """
+        from lsn_mech.stats import percentiles
+
+        q = percentiles.parse_statistic(name)
+        if q is None:
+            return self.mean
+        sites = percentiles.quantile_sites(self.parent, estimate)  # type: ignore[arg-type]
+        if not sites:  # raises, naming the accumulator to collect with
+            percentiles.quantile(self.parent, q, self.parent.sites[0], estimate)  # type: ignore[arg-type]
+        return SiteValues(
+            {s: self.parent.statistic(name, s, estimate=estimate)[..., self.index] for s in sites}
+        )
+
+    def percentile(self, p: float | int, *, estimate: str = "histogram") -> SiteValues:
+        """Percentile ``p`` (0–100) per site: ``stats["fr"].percentile(90)``."""
+        return self.statistic(f"p{format(float(p), 'g')}", estimate=estimate)
 
 
 def _with_suffix(path: str | Path) -> Path:
