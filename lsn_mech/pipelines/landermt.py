@@ -12,8 +12,7 @@ import dataclasses
 import gc
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor
 
 from lsn_mech.errors import LsnMechError
+from lsn_mech.pipelines._timing import timed_stage
 
 ZERO_SHOT, FIVE_SHOT = "0-shot", "5-shot"
 TRAINED_METHODS = ("full", "lora", "layers", "lg", "ls", "landermt")
@@ -160,13 +160,8 @@ class LandermtReport:
         return self.output / "report.md"
 
 
-@contextmanager
-def _timed(seconds: dict[str, float], stage: str, log: Callable[[str], None]) -> Iterator[None]:
-    log(f"[landermt] {stage} ...")
-    start = time.perf_counter()
-    yield
-    seconds[stage] = round(time.perf_counter() - start, 2)
-    log(f"[landermt] {stage}: {seconds[stage]:.1f} s")
+def _timed(seconds: dict[str, float], stage: str, log: Callable[[str], None]) -> Any:
+    return timed_stage(seconds, stage, log, "landermt")
 
 
 # ----- data --------------------------------------------------------------------------

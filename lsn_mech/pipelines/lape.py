@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lsn_mech.pipelines._timing import timed_stage
 from lsn_mech.pipelines.report import write_lape_report
 
 DEFAULT_LANGUAGES = ("en", "fr", "es", "zh", "ja", "vi", "id")
@@ -64,13 +63,8 @@ class LapeReport:
         return self.output / "report.md"
 
 
-@contextmanager
-def _timed(seconds: dict[str, float], stage: str, log: Callable[[str], None]) -> Iterator[None]:
-    log(f"[lape] {stage} ...")
-    start = time.perf_counter()
-    yield
-    seconds[stage] = round(time.perf_counter() - start, 2)
-    log(f"[lape] {stage}: {seconds[stage]:.1f} s")
+def _timed(seconds: dict[str, float], stage: str, log: Callable[[str], None]) -> Any:
+    return timed_stage(seconds, stage, log, "lape")
 
 
 def run_lape(
