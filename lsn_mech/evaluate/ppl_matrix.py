@@ -134,6 +134,29 @@ class PPLChangeMatrix:
         return "\n".join(lines)
 
 
+def evaluation_windows(
+    model: HookedModel,
+    corpus: Any,
+    languages: Sequence[str],
+    *,
+    split: str | None,
+    window: int,
+    max_tokens: int | None,
+) -> dict[str, Any]:
+    """Token windows of each language, tokenised once and reused for every evaluation.
+
+    Shared by the perplexity experiments (`ppl_change_matrix`,
+    `lsn_mech.experiments.deactivation_value_ppl`) so that the base and every
+    intervened perplexity of a language are measured on the same tokens.
+    """
+    return {
+        language: language_windows(
+            corpus, language, model.tokenizer, split=split, window=window, max_tokens=max_tokens
+        )
+        for language in languages
+    }
+
+
 def ppl_change_matrix(
     model: HookedModel,
     neuron_sets: Mapping[str, Any],
@@ -158,17 +181,9 @@ def ppl_change_matrix(
     )
     if not columns:
         columns = available
-    windows = {
-        language: language_windows(
-            corpus,
-            language,
-            model.tokenizer,
-            split=split,
-            window=window,
-            max_tokens=max_tokens_per_language,
-        )
-        for language in columns
-    }
+    windows = evaluation_windows(
+        model, corpus, columns, split=split, window=window, max_tokens=max_tokens_per_language
+    )
     rows = list(neuron_sets)
     bar = tqdm(total=(len(rows) + 1) * len(columns), desc="ppl matrix", disable=not progress)
 

@@ -1,0 +1,454 @@
+"""Is zero "off"? The perplexity change when a language's neurons are set to zero or to
+that language's own low statistics (Mondal et al. 2025, §4.2 and Fig. 1).
+
+Tang et al. deactivate a neuron by writing 0 into it. Mondal et al. argue that zero is
+not necessarily a true indicator of deactivation: a GELU/SiLU neuron's typical value
+is slightly negative or near zero, and its low percentiles (P5, P10) are what the neuron
+outputs when it is "not firing" for that language. `deactivation_value_ppl` writes each
+candidate value into each language's neurons and measures the perplexity of that
+language's own text: ``ΔPPL = PPL_intervened − PPL_base`` as the paper defines it, plus
+the ratio ``PPL_intervened / PPL_base``, which is comparable across languages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jaxtyping import Bool, Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from lsn_mech._version import __version__
+from lsn_mech.corpora.sources import corpus_identity, corpus_languages
+from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, StatisticsMismatchError
+from lsn_mech.evaluate.perplexity import perplexity
+from lsn_mech.evaluate.ppl_matrix import evaluation_windows
+from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.interventions import set_to
+from lsn_mech.models.protocol import HookedModel, model_id
+from lsn_mech.neurons import LanguageNeurons
+from lsn_mech.provenance import Provenance
+from lsn_mech.stats import ActivationStats
+from lsn_mech.stats.percentiles import Estimate, parse_statistic, statistic
+
+ZERO = "zero"
+"""The value label of Tang et al.'s deactivation (write 0)."""
+
+DEFAULT_VALUES: tuple[str, ...] = (ZERO, "p5", "p10", "mean")
+"""Zero (Tang et al.), the language's P5 and P10 (Mondal et al.'s low-percentile
+"deactivations", Tables 2, 4, 5), and its mean (the neuron pinned at its typical level:
+the token-dependent information is removed but the level is kept)."""
+
+KINDS = ("ppl", "delta", "ratio", "log_ratio")
+_LABELS = {"ppl": "PPL", "delta": "ΔPPL", "ratio": "PPL / base PPL", "log_ratio": "log PPL ratio"}
+
+ValueSpec = str | float | int
+"""``"zero"``, ``"mean"``, a percentile ``"p<0…100>"``, or a constant (a number)."""
+
+
+def value_label(value: ValueSpec) -> str:
+    """The label of a value: ``"zero"``, ``"mean"``, ``"p10"``, or a constant as ``"-0.17"``.
+
+    Raises:
+        ValueError: an unknown name (the message lists the choices).
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"A deactivation value cannot be a bool, got {value!r}.")
+    if isinstance(value, str) and value == ZERO:
+        return ZERO
+    if isinstance(value, str):
+        try:
+            parse_statistic(value)
+            return value
+        except ValueError:
+            pass
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(
+            f"Unknown deactivation value {value!r}; use 'zero', 'mean', a percentile such "
+            "as 'p5' or 'p10', or a number."
+        ) from None
+    if not math.isfinite(number):
+        raise ValueError(f"A constant deactivation value must be finite, got {value!r}.")
+    return format(number, "g")
+
+
+def _constant(label: str) -> float | None:
+    """The constant a label stands for (``"zero"`` → 0.0), or ``None`` for a statistic."""
+    if label == ZERO:
+        return 0.0
+    if label == "mean" or label.startswith("p"):
+        return None
+    return float(label)
+
+
+def _view(p: float | None, base: float, kind: str) -> float | None:
+    if p is None:
+        return None
+    if kind == "ppl":
+        return p
+    if kind == "delta":
+        return p - base
+    if kind == "ratio":
+        return p / base
+    return math.log(p / base)
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"Unknown kind {kind!r}; choose from {', '.join(KINDS)}.")
+    return kind
+
+
+@dataclasses.dataclass
+class DeactivationValuePPL:
+    """Perplexities with each language's neurons set to each value (Mondal et al., Fig. 1).
+
+    Attributes:
+        values: value labels (``"zero"``, ``"p5"``, ``"mean"``, constants such as ``"-0.1"``).
+        languages: whose neurons are set (the rows).
+        columns: evaluated languages; ``columns == languages``.
+        base: perplexity of each column without intervention.
+        ppl: ``ppl[v][i][j]``: perplexity of ``columns[j]`` with the neurons of
+            ``languages[i]`` set to ``values[v]``; ``None`` where not evaluated (only the
+            diagonal ``i == j`` is evaluated unless the run asked for the full matrix).
+        n_neurons: size of each row's neuron set.
+        written: ``written[v][i]``: mean value written into the neurons of
+            ``languages[i]`` for ``values[v]`` (``None`` for an empty set).
+        tokens: predicted tokens per column.
+        provenance: model, corpus, every parameter, the neurons' and statistics' origin.
+    """
+
+    values: list[str]
+    languages: list[str]
+    columns: list[str]
+    base: list[float]
+    ppl: list[list[list[float | None]]]
+    n_neurons: list[int]
+    written: list[list[float | None]]
+    tokens: list[int]
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
+
+    @property
+    def full(self) -> bool:
+        """Whether every (row, column) pair was evaluated."""
+        return all(p is not None for plane in self.ppl for row in plane for p in row)
+
+    def _value_index(self, value: ValueSpec) -> int:
+        label = value_label(value)
+        if label not in self.values:
+            raise KeyError(
+                f"Value {label!r} was not run; this result has {', '.join(self.values)}."
+            )
+        return self.values.index(label)
+
+    def own(self, kind: str = "delta") -> list[list[float]]:
+        """``[value][language]``: the effect on each language's own text (Fig. 1).
+
+        ``kind``: ``"delta"`` (PPL − base, the paper's ΔPPL), ``"ratio"``,
+        ``"log_ratio"`` or ``"ppl"``.
+        """
+        _check_kind(kind)
+        out = []
+        for plane in self.ppl:
+            row = []
+            for i, language in enumerate(self.languages):
+                j = self.columns.index(language)
+                row.append(_view(plane[i][j], self.base[j], kind))
+            out.append(row)
+        return out  # type: ignore[return-value]  # the diagonal is always evaluated
+
+    def matrix(self, value: ValueSpec, kind: str = "delta") -> list[list[float | None]]:
+        """``[row][column]`` for one value (``None`` where not evaluated)."""
+        _check_kind(kind)
+        plane = self.ppl[self._value_index(value)]
+        return [[_view(p, b, kind) for p, b in zip(row, self.base)] for row in plane]
+
+    def to_csv(self, path: str | Path, kind: str = "delta") -> Path:
+        """One row per language: neurons, base PPL, then ``kind`` of each value."""
+        own = self.own(kind)
+        rows = [
+            [lang, n, self.base[self.columns.index(lang)], *(own[v][i] for v in range(len(own)))]
+            for i, (lang, n) in enumerate(zip(self.languages, self.n_neurons))
+        ]
+        return write_csv(path, ["language", "neurons", "base_ppl", *self.values], rows)
+
+    def save(self, path: str | Path) -> Path:
+        """Lossless JSON (``.json`` is added when missing)."""
+        return save_json(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeactivationValuePPL:
+        """Read a result written by `save`."""
+        return load_json(cls, path)
+
+    def plot(self, kind: str = "delta") -> Any:
+        """Grouped bars (Fig. 1): per language, the change of its own perplexity for each
+        value. ``kind="ratio"`` or ``"log_ratio"`` compares languages whose base
+        perplexities differ."""
+        import plotly.graph_objects as go
+
+        own = self.own(kind)
+        figure = go.Figure()
+        if kind == "ppl":
+            figure.add_trace(
+                go.Bar(
+                    x=self.languages,
+                    y=[self.base[self.columns.index(x)] for x in self.languages],
+                    name="base",
+                )
+            )
+        for label, row in zip(self.values, own):
+            figure.add_trace(go.Bar(x=self.languages, y=row, name=label))
+        figure.update_layout(
+            barmode="group",
+            title="Own-language perplexity with the language's neurons set to each value",
+            xaxis={"title": "language (neurons set and text evaluated)"},
+            yaxis={"title": _LABELS[kind]},
+            legend={"title": "value written"},
+        )
+        return figure
+
+    def plot_matrix(self, value: ValueSpec, kind: str = "log_ratio") -> Any:
+        """Heatmap of one value's full matrix (rows: whose neurons, columns: evaluated);
+        needs a run with ``full_matrix=True``."""
+        from lsn_mech.plots import heatmap
+
+        cells = self.matrix(value, kind)
+        if any(c is None for row in cells for c in row):
+            raise ValueError(
+                "Only the diagonal was evaluated; rerun deactivation_value_ppl(..., "
+                "full_matrix=True) for the full matrix."
+            )
+        label = value_label(value)
+        return heatmap(
+            cells,  # type: ignore[arg-type]
+            self.languages,
+            self.columns,
+            title=f"Perplexity with neurons set to {label} ({_LABELS[kind]})",
+            row_title="neurons set",
+            column_title="evaluated",
+            colorbar=_LABELS[kind],
+            diverging=kind in ("delta", "log_ratio"),
+        )
+
+    def __str__(self) -> str:
+        own_delta, own_ratio = self.own("delta"), self.own("ratio")
+        header = ["language", "neurons", "base PPL", *self.values]
+        rows: list[list[Any]] = []
+        for i, (lang, n) in enumerate(zip(self.languages, self.n_neurons)):
+            cells = [
+                f"{own_delta[v][i]:+.2f} (x{own_ratio[v][i]:.3f})" for v in range(len(self.values))
+            ]
+            rows.append([lang, n, self.base[self.columns.index(lang)], *cells])
+        written = [
+            [lang, *("-" if w[i] is None else f"{w[i]:+.4f}" for w in self.written)]
+            for i, lang in enumerate(self.languages)
+        ]
+        return "\n".join(
+            [
+                "Own-language ΔPPL = PPL − base (ratio) with the language's neurons set to:",
+                table(header, rows, digits=2),
+                "Mean value written into the neurons:",
+                table(["language", *self.values], written),
+            ]
+        )
+
+
+def _masked_mean(
+    values: Float[Tensor, "layer d_mlp"], mask: Bool[Tensor, "layer d_mlp"]
+) -> float | None:
+    """Mean of ``values`` where ``mask`` holds (``None`` for an empty mask)."""
+    if not bool(mask.any()):
+        return None
+    return float(values.double()[mask].mean())
+
+
+def _statistic_table(
+    stats: ActivationStats, label: str, site: str, estimate: Estimate
+) -> Float[Tensor, "layer d_mlp lang"]:
+    """``statistic(stats, label, site)`` with an error that names the experiment and fix."""
+    try:
+        return statistic(stats, label, site, estimate)
+    except StatisticsMismatchError as error:
+        raise StatisticsMismatchError(
+            f"deactivation_value_ppl: value {label!r} needs that statistic at site {site!r}. "
+            f"{error}"
+        ) from None
+
+
+def deactivation_value_ppl(
+    model: HookedModel,
+    neurons: LanguageNeurons,
+    stats: ActivationStats,
+    corpus: Any,
+    *,
+    values: Sequence[ValueSpec] = DEFAULT_VALUES,
+    languages: Sequence[str] | None = None,
+    site: str | None = None,
+    estimate: Estimate = "histogram",
+    full_matrix: bool = False,
+    split: str | None = "test",
+    max_tokens_per_language: int | None = 20_000,
+    window: int = 512,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> DeactivationValuePPL:
+    """Set each language's neurons to each value; perplexity of its own text (Fig. 1).
+
+    For every language ``L`` and value ``v``, ``set_to(model, neurons[L], value)``
+    writes into ``L``'s neurons (at their site, in every layer at once, on every token)
+    either a constant (``"zero"``: Tang et al.'s deactivation, or a number) or ``L``'s
+    own statistic ``v`` of each neuron (``"mean"``, ``"p5"``, ``"p10"``, …), and the
+    perplexity of ``L``'s evaluation text is compared with the base perplexity on the
+    same token windows.
+
+    Args:
+        model: the hooked model.
+        neurons: one neuron set per language (any detector).
+        stats: statistics of the same model covering every row language. Percentile
+            values need `lsn_mech.stats.QuantileAccumulator` histograms at ``site``
+            (``estimate="batch_mean"``: a `BatchQuantileAccumulator`); ``"mean"`` needs
+            a `MomentAccumulator`.
+        corpus: evaluation text (a ``MultilingualCorpus``, or a mapping of language to
+            texts or token windows).
+        values: what to write (default `DEFAULT_VALUES`: zero, P5, P10, mean).
+        languages: rows; default: the neurons' languages that the corpus has.
+        site: where the statistics are read; default: the neurons' own site
+            (``"mlp_post"``: the value written is a value the neuron really takes there).
+            ``site="mlp_pre"`` reproduces Mondal et al.'s reference code, which reads
+            statistics of the gate pre-activation and writes them at ``mlp_post``.
+        estimate: ``"histogram"`` or ``"batch_mean"`` (see `lsn_mech.stats.percentiles`).
+        full_matrix: also evaluate every other language with each row's neurons set
+            (``len(languages)`` times the cost); default: the diagonal only, as in Fig. 1.
+        split: corpus split to evaluate on.
+        max_tokens_per_language: evaluation tokens per language.
+        window: tokens per evaluation window.
+        batch_size: windows per forward pass.
+        progress: show a progress bar.
+
+    Raises:
+        StatisticsMismatchError: the statistics lack a needed statistic (the message
+            names the accumulator to collect), or a row language has no tokens.
+        MissingLanguageError: a row language is missing from neurons, statistics or corpus.
+        NeuronShapeMismatchError: statistics and neurons come from different model shapes.
+    """
+    labels = [value_label(v) for v in values]
+    if not labels or len(set(labels)) != len(labels):
+        raise ValueError(f"values must be a non-empty list without repeats, got {labels}.")
+    if languages is None:
+        available = corpus_languages(corpus)
+        rows = [x for x in neurons.languages if x in available]
+        if not rows:
+            raise MissingLanguageError(
+                f"The neurons ({', '.join(neurons.languages)}) and the corpus "
+                f"({', '.join(available)}) share no language; pass languages=[...]."
+            )
+    else:
+        rows = list(languages)
+        if not rows or len(set(rows)) != len(rows):
+            raise ValueError(f"languages must be non-empty and without repeats, got {rows}.")
+    sets = {x: neurons[x] for x in rows}  # names a language the neurons lack
+    indices = {x: stats.language_index(x) for x in rows}  # … or the statistics lack
+    if (stats.n_layers, stats.d_mlp) != (neurons.n_layers, neurons.d_mlp):
+        raise NeuronShapeMismatchError(
+            f"The statistics describe {stats.n_layers} layers x {stats.d_mlp} neurons, the "
+            f"neurons {neurons.n_layers} x {neurons.d_mlp}; use statistics and neurons of "
+            "the same model."
+        )
+    read_site = site or neurons.site
+
+    # every value tensor before any forward pass: a missing statistic fails fast
+    written_values: list[dict[str, float | Float[Tensor, "layer d_mlp"]]] = []
+    for label in labels:
+        constant = _constant(label)
+        if constant is not None:
+            written_values.append(dict.fromkeys(rows, constant))
+            continue
+        per_language = _statistic_table(stats, label, read_site, estimate)
+        written_values.append({x: per_language[..., indices[x]].float().cpu() for x in rows})
+    masks = {x: sets[x].to_mask() for x in rows}
+    written: list[list[float | None]] = []
+    for per_row in written_values:
+        means: list[float | None] = []
+        for x in rows:
+            v = per_row[x]
+            if isinstance(v, float):
+                means.append(v if len(sets[x]) else None)
+            else:
+                means.append(_masked_mean(v, masks[x]))
+        written.append(means)
+
+    columns = list(rows)
+    windows = evaluation_windows(
+        model, corpus, columns, split=split, window=window, max_tokens=max_tokens_per_language
+    )
+    per_row = len(columns) if full_matrix else 1
+    bar = tqdm(
+        total=len(columns) + len(labels) * len(rows) * per_row,
+        desc="deactivation values",
+        disable=not progress,
+    )
+    base: list[float] = []
+    tokens: list[int] = []
+    for language in columns:
+        result = perplexity(model, windows[language], batch_size=batch_size)
+        base.append(result.value)
+        tokens.append(result.tokens)
+        bar.update(1)
+    ppl: list[list[list[float | None]]] = []
+    for label, per_language in zip(labels, written_values):
+        plane: list[list[float | None]] = []
+        for language in rows:
+            bar.set_description(f"deactivation values [{language}={label}]")
+            cells: list[float | None] = [None] * len(columns)
+            targets = columns if full_matrix else [language]
+            with set_to(model, sets[language], per_language[language]):
+                for target in targets:
+                    j = columns.index(target)
+                    cells[j] = perplexity(model, windows[target], batch_size=batch_size).value
+                    bar.update(1)
+            plane.append(cells)
+        ppl.append(plane)
+    bar.close()
+
+    corpus_name, corpus_hash = corpus_identity(corpus)
+    source = neurons.provenance
+    return DeactivationValuePPL(
+        values=labels,
+        languages=rows,
+        columns=columns,
+        base=base,
+        ppl=ppl,
+        n_neurons=[len(sets[x]) for x in rows],
+        written=written,
+        tokens=tokens,
+        provenance=Provenance(
+            model_id=model_id(model),
+            corpus=corpus_name,
+            corpus_hash=corpus_hash,
+            method="deactivation_value_ppl",
+            parameters=canonical(
+                {
+                    "values": labels,
+                    "stat_site": read_site,
+                    "neuron_site": neurons.site,
+                    "estimate": estimate,
+                    "full_matrix": full_matrix,
+                    "split": split,
+                    "max_tokens_per_language": max_tokens_per_language,
+                    "window": window,
+                    "neurons_method": source.method if source else None,
+                    "neurons_parameters": dict(source.parameters) if source else {},
+                    "stats_model_id": stats.provenance.model_id,
+                    "stats_corpus_hash": stats.provenance.corpus_hash,
+                }
+            ),
+            library_version=__version__,
+        ),
+    )
