@@ -21,6 +21,12 @@ records its `lsn_mech.provenance.Provenance`.
 """
 
 from lsn_mech.experiments._results import ResultFormatError
+from lsn_mech.experiments.deactivation_values import (
+    DEFAULT_VALUES,
+    DeactivationValuePPL,
+    deactivation_value_ppl,
+    value_label,
+)
 from lsn_mech.experiments.dominance import (
     LanguageDominance,
     dominance_from_embeddings,
@@ -38,7 +44,17 @@ from lsn_mech.experiments.language_id import (
     UnsupportedLanguageError,
     identify_language,
 )
+from lsn_mech.experiments.language_sets import (
+    BIBLE_SET1,
+    BIBLE_SET6,
+    SET1,
+    SET6,
+    LanguageSetDependency,
+    compare_language_sets,
+    lape_set_dependency,
+)
 from lsn_mech.experiments.layers import LayerDistribution, layer_distribution
+from lsn_mech.experiments.method_overlap import MethodOverlap, method_overlap
 from lsn_mech.experiments.overlaps import OverlapResult, overlap
 from lsn_mech.experiments.projection import (
     NeuronProjection,
@@ -61,32 +77,61 @@ from lsn_mech.experiments.steer import (
     greedy_generate,
     steering,
 )
+from lsn_mech.experiments.transfer import (
+    ALL_INTERVENTIONS,
+    INTERVENTIONS,
+    SETUPS,
+    TransferTable,
+    finetuning_table,
+    intervention_table,
+    intervention_value,
+    setup_neurons,
+)
 
 __all__ = [
+    "ALL_INTERVENTIONS",
+    "BIBLE_SET1",
+    "BIBLE_SET6",
     "DEFAULT_PROMPTS",
     "DEFAULT_RATIOS",
+    "DEFAULT_VALUES",
+    "INTERVENTIONS",
+    "SET1",
+    "SET6",
+    "SETUPS",
+    "DeactivationValuePPL",
     "Generation",
     "LanguageDominance",
     "LanguageIdentifier",
+    "LanguageSetDependency",
     "LayerDistribution",
+    "MethodOverlap",
     "NeuronProjection",
     "OverlapResult",
     "ResultFormatError",
     "SelectionSweep",
     "SentenceSimilarity",
     "SteeringResult",
+    "TransferTable",
     "UnsupportedLanguageError",
     "aligned_verses",
     "center_embeddings",
+    "compare_language_sets",
+    "deactivation_value_ppl",
     "default_prompts",
     "dominance_from_embeddings",
     "dominance_matrix",
     "dominance_scores",
+    "finetuning_table",
     "greedy_generate",
     "identify_language",
+    "intervention_table",
+    "intervention_value",
     "language_dominance",
+    "lape_set_dependency",
     "layer_distribution",
     "mean_over_pairs",
+    "method_overlap",
     "nearest_centroid_accuracy",
     "neuron_projection",
     "overlap",
@@ -95,6 +140,8 @@ __all__ = [
     "selection_sweep",
     "sentence_embeddings",
     "sentence_similarity",
+    "setup_neurons",
     "similarity_from_embeddings",
     "steering",
+    "value_label",
 ]

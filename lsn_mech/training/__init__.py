@@ -3,6 +3,13 @@ routing and its checkpoints."""
 
 from lsn_mech.training import baselines
 from lsn_mech.training.car import RoutingError, pair_awareness, static_car
+from lsn_mech.training.classifier import (
+    ClassifierConfig,
+    ClassifierError,
+    TransferClassifier,
+    finetune_classifier,
+    last_token_index,
+)
 from lsn_mech.training.export import export_pair, fold_pair, load_routed, save_routed
 from lsn_mech.training.routing import ConditionalAwarenessRouting
 from lsn_mech.training.selective import (
@@ -15,14 +22,19 @@ from lsn_mech.training.selective import (
 )
 
 __all__ = [
+    "ClassifierConfig",
+    "ClassifierError",
     "ConditionalAwarenessRouting",
     "RoutingError",
     "TrainingLog",
     "TrainingSetupError",
     "TrainingStep",
+    "TransferClassifier",
     "baselines",
     "export_pair",
+    "finetune_classifier",
     "fold_pair",
+    "last_token_index",
     "load_routed",
     "pair_awareness",
     "save_routed",
