@@ -149,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_arguments(landermt, "LandermtConfig", LANDERMT_HELP)
 
+    transfer = commands.add_parser(
+        "transfer",
+        help="the cross-lingual transfer reproduction (Mondal et al.): interventions, masked LoRA",
+        description="Train a genre classifier on English Bible verses and test it on other "
+        "languages: percentile statistics, LAPE and Act-Prob-90p neurons, PPL of zero vs "
+        "percentile deactivation, test-time statistic interventions, and masked-LoRA "
+        "finetuning of source/target/both/random neurons; write report.md, results and "
+        "figures to OUTPUT.",
+    )
+    _add_config_arguments(transfer, "TransferConfig", TRANSFER_HELP)
+
     commands.add_parser("info", help="versions, device, cache folder and embedded material")
     return parser
 
@@ -182,6 +193,33 @@ LANDERMT_HELP = {
     "max_new_tokens": "generated tokens per translation at most",
     "eval_batch_size": "prompts per generation batch",
     "transfer": "also train on each direction alone and evaluate all (Fig. 3)",
+    "device": "cpu, cuda, ... (default: the best available)",
+}
+
+
+TRANSFER_HELP = {
+    "model": "zoo name, HF id or local directory",
+    "source": "language the classifier is trained on (paper: en)",
+    "targets": "zero-shot test languages (paper's XQuAD targets: vi hi zh)",
+    "detection_languages": "languages of the statistics and detectors (LAPE depends on the set)",
+    "output": "report folder",
+    "stats_tokens": "statistics tokens per detection language",
+    "train_per_genre": "training verses per genre (source language)",
+    "test_per_genre": "test verses per genre and language (held-out books)",
+    "seed": "seed of the data choice, the head and the random neurons",
+    "interventions": "columns: none zero mean p5 ... p95 or constants such as 1 -10",
+    "read_site": "site the statistics are read at (mlp_pre: the reference code's mismatch)",
+    "setups": "finetuning setups (none source target both random)",
+    "finetune_targets": "targets the finetuning table trains for (default: all targets)",
+    "ppl_values": "values of the zero-vs-percentile PPL comparison (Fig. 1)",
+    "ppl_tokens": "evaluation tokens per language for the PPL comparison",
+    "lora_r": "LoRA rank (attention and masked MLP)",
+    "lora_alpha": "LoRA alpha",
+    "lr": "AdamW learning rate",
+    "epochs": "epochs over the training verses (paper: 2)",
+    "batch_size": "training batch size (paper: 8)",
+    "max_length": "tokens per verse at most",
+    "eval_batch_size": "verses per evaluation batch",
     "device": "cpu, cuda, ... (default: the best available)",
 }
 
@@ -223,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ppl": _run_ppl,
             "lape": _run_lape,
             "landermt": _run_landermt,
+            "transfer": _run_transfer,
             "info": _run_info,
         }
         return runners[args.command](args)
@@ -374,6 +413,17 @@ def _run_landermt(args: argparse.Namespace) -> int:
     values["directions"] = tuple(values["directions"])
     values["methods"] = tuple(values["methods"])
     report = run_landermt(LandermtConfig(**values), log=lambda line: print(line, file=sys.stderr))
+    print(report.report_path.read_text())
+    return 0
+
+
+def _run_transfer(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from lsn_mech.pipelines import TransferConfig, run_transfer
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TransferConfig)}
+    report = run_transfer(TransferConfig(**values), log=lambda line: print(line, file=sys.stderr))
     print(report.report_path.read_text())
     return 0
 

@@ -1,0 +1,243 @@
+"""The cross-lingual transfer job (Mondal et al., 2025) on the embedded default.
+
+Stages, each timed and written into one output folder:
+
+1. the task: Bible genre (`lsn_mech.corpora.bible_genre_task`), train on the source,
+   test on the targets;
+2. statistics with percentiles (mean, P5…P95 at ``mlp_pre`` and ``mlp_post``) on the
+   detection languages;
+3. neurons: LAPE and Act-Prob-90p, and their overlap (Fig. 18–19);
+4. the PPL change of zero versus percentile "deactivation" (Fig. 1);
+5. the source classifier and the test-time intervention table (Tables 1/4);
+6. masked-LoRA finetuning of source / target / both / random neurons, then the same
+   interventions (Tables 3/7/8);
+7. ``report.md`` with every table, plus JSON/CSV results and HTML figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lsn_mech.errors import LsnMechError
+from lsn_mech.pipelines._timing import timed_stage
+
+__all__ = ["TransferConfig", "TransferConfigError", "TransferReport", "run_transfer"]
+
+
+class TransferConfigError(LsnMechError, ValueError):
+    """A transfer-job setting that cannot work."""
+
+
+@dataclasses.dataclass
+class TransferConfig:
+    """Every parameter of the job.
+
+    The paper's choices where they apply (source en; XQuAD's targets vi, hi, zh; the
+    columns of Tables 1–3; Act-Prob's rate 0.00125; LAPE's defaults; AdamW with weight
+    decay 0.1, clipping 10, 1 % warm-up, batch 8, 2 epochs); the data sizes are sized for
+    2 CPU cores (measured times in docs/transfer.md).
+    """
+
+    model: str = "gemma-3-270m"
+    source: str = "en"
+    targets: tuple[str, ...] = ("vi", "hi", "zh")
+    detection_languages: tuple[str, ...] = ("en", "vi", "hi", "zh", "fr", "ja")
+    output: Path = Path("lsn_runs/transfer")
+    stats_tokens: int = 10_000
+    train_per_genre: int = 100
+    test_per_genre: int = 30
+    seed: int = 0
+    interventions: tuple[str, ...] = ("none", "mean", "p90", "zero", "p10")
+    read_site: str = "mlp_post"
+    setups: tuple[str, ...] = ("none", "source", "target", "both", "random")
+    finetune_targets: tuple[str, ...] = ()
+    ppl_values: tuple[str, ...] = ("zero", "p10", "p5", "mean")
+    ppl_tokens: int = 512
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lr: float = 2e-4
+    epochs: float | int = 2.0
+    batch_size: int = 8
+    max_length: int = 128
+    eval_batch_size: int = 16
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        self.output = Path(self.output)
+        for name in ("targets", "detection_languages", "interventions", "setups"):
+            setattr(self, name, tuple(getattr(self, name)))
+        self.finetune_targets = tuple(self.finetune_targets)
+        self.ppl_values = tuple(self.ppl_values)
+
+    def check(self) -> None:
+        """Raise `TransferConfigError` for settings that cannot work together."""
+        needed = {self.source, *self.targets}
+        missing = sorted(needed - set(self.detection_languages))
+        if missing:
+            raise TransferConfigError(
+                f"detection_languages must include the source and every target; add "
+                f"{missing} (neurons and statistics are needed for each)."
+            )
+        stray = sorted(set(self.finetune_targets) - set(self.targets))
+        if stray:
+            raise TransferConfigError(
+                f"finetune_targets {stray} are not among targets {list(self.targets)}."
+            )
+
+    def classifier_config(self) -> Any:
+        from lsn_mech.training.classifier import ClassifierConfig
+
+        return ClassifierConfig(
+            r=self.lora_r,
+            alpha=self.lora_alpha,
+            lr=self.lr,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            seed=self.seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["output"] = str(self.output)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+@dataclasses.dataclass
+class TransferReport:
+    """Where the job wrote its results, and the objects themselves."""
+
+    output: Path
+    task: Any
+    neurons: dict[str, Any]
+    overlap: Any
+    ppl: Any
+    interventions: Any
+    finetuning: Any
+    seconds: dict[str, float]
+
+    @property
+    def report_path(self) -> Path:
+        return self.output / "report.md"
+
+
+def run_transfer(
+    config: TransferConfig, *, progress: bool = True, log: Callable[[str], None] = print
+) -> TransferReport:
+    """Run the whole reproduction and write ``config.output`` (see the module doc)."""
+    import lsn_mech as lm
+    from lsn_mech import detect
+    from lsn_mech.corpora.genre import bible_genre_task
+    from lsn_mech.experiments.deactivation_values import deactivation_value_ppl
+    from lsn_mech.experiments.method_overlap import method_overlap
+    from lsn_mech.experiments.transfer import finetuning_table, intervention_table
+    from lsn_mech.pipelines.transfer_report import write_transfer_report
+    from lsn_mech.stats import MomentAccumulator, QuantileAccumulator
+    from lsn_mech.training.classifier import finetune_classifier
+
+    config.check()
+    output = config.output
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    seconds: dict[str, float] = {}
+
+    def stage(name: str) -> Any:
+        return timed_stage(seconds, name, log, "transfer")
+
+    with stage("load model and task"):
+        model = lm.load_model(config.model, device=config.device)
+        task = bible_genre_task(
+            config.source,
+            config.targets,
+            train_per_genre=config.train_per_genre,
+            test_per_genre=config.test_per_genre,
+            seed=config.seed,
+        )
+        corpus = lm.corpora.bible(list(config.detection_languages))
+    with stage("statistics with percentiles"):
+        sites = ("mlp_pre", "mlp_post")
+        stats = lm.collect_stats(
+            model,
+            corpus,
+            languages=list(config.detection_languages),
+            max_tokens_per_language=config.stats_tokens,
+            accumulators=[MomentAccumulator(sites), QuantileAccumulator(sites)],
+            output_dir=output / "stats",
+            progress=progress,
+        )
+    with stage("detect (LAPE, Act-Prob-90p)"):
+        neurons = {"lape": detect.lape(stats), "act-prob-90p": detect.act_prob_90p(stats)}
+        for name, found in neurons.items():
+            found.save(output / f"neurons_{name}.safetensors")
+        overlap = method_overlap(neurons["lape"], neurons["act-prob-90p"])
+        overlap.save(output / "method_overlap.json")
+    with stage("PPL: zero vs percentile deactivation (Fig. 1)"):
+        ppl = {
+            name: deactivation_value_ppl(
+                model,
+                found,
+                stats,
+                corpus,
+                values=config.ppl_values,
+                languages=[config.source, *config.targets],
+                max_tokens_per_language=config.ppl_tokens,
+                progress=progress,
+            )
+            for name, found in neurons.items()
+        }
+        for name, result in ppl.items():
+            result.save(output / f"deactivation_ppl_{name}.json")
+    classifier_config = config.classifier_config()
+    with stage("source classifier + test-time interventions (Tables 1/4)"):
+        classifier = finetune_classifier(
+            model, task, config=classifier_config, setup="none", progress=progress
+        )
+        table = intervention_table(
+            classifier,
+            task,
+            neurons,
+            stats,
+            interventions=config.interventions,
+            read_site=config.read_site,
+            batch_size=config.eval_batch_size,
+            progress=progress,
+        )
+        table.save(output / "interventions.json")
+        table.to_csv(output / "interventions_accuracy.csv")
+        classifier.release()
+    finetuning = None
+    if config.setups:
+        with stage("masked-LoRA finetuning setups (Tables 3/7/8)"):
+            finetuning = finetuning_table(
+                model,
+                task,
+                neurons["lape"],
+                stats,
+                setups=config.setups,
+                interventions=config.interventions,
+                languages=list(config.finetune_targets or config.targets),
+                config=classifier_config,
+                read_site=config.read_site,
+                seed=config.seed,
+                batch_size=config.eval_batch_size,
+                progress=progress,
+            )
+            finetuning.save(output / "finetuning.json")
+            finetuning.to_csv(output / "finetuning_accuracy.csv")
+    report = TransferReport(
+        output=output,
+        task=task,
+        neurons=neurons,
+        overlap=overlap,
+        ppl=ppl,
+        interventions=table,
+        finetuning=finetuning,
+        seconds=seconds,
+    )
+    with stage("write report"):
+        write_transfer_report(report, config.to_dict())
+    return report
