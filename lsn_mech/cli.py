@@ -193,7 +193,7 @@ LANDERMT_HELP = {
     "max_new_tokens": "generated tokens per translation at most",
     "eval_batch_size": "prompts per generation batch",
     "transfer": "also train on each direction alone and evaluate all (Fig. 3)",
-    "device": "cpu, cuda, ... (default: the best available)",
+    "device": "cpu, cuda, ... (None: the best available)",
 }
 
 
@@ -210,7 +210,7 @@ TRANSFER_HELP = {
     "interventions": "columns: none zero mean p5 ... p95 or constants such as 1 -10",
     "read_site": "site the statistics are read at (mlp_pre: the reference code's mismatch)",
     "setups": "finetuning setups (none source target both random)",
-    "finetune_targets": "targets the finetuning table trains for (default: all targets)",
+    "finetune_targets": "targets the finetuning table trains for (() = all targets)",
     "ppl_values": "values of the zero-vs-percentile PPL comparison (Fig. 1)",
     "ppl_tokens": "evaluation tokens per language for the PPL comparison",
     "lora_r": "LoRA rank (attention and masked MLP)",
@@ -220,7 +220,7 @@ TRANSFER_HELP = {
     "batch_size": "training batch size (paper: 8)",
     "max_length": "tokens per verse at most",
     "eval_batch_size": "verses per evaluation batch",
-    "device": "cpu, cuda, ... (default: the best available)",
+    "device": "cpu, cuda, ... (None: the best available)",
 }
 
 

@@ -81,7 +81,7 @@ def test_task_rejects_bad_rows() -> None:
     rows = toy_rows()
     with pytest.raises(TaskDataError, match="missing column"):
         ClassificationTask("t", ("a", "b"), "en", rows.remove_columns("label"), {})
-    with pytest.raises(TaskDataError, match="outside 0..1"):
+    with pytest.raises(TaskDataError, match=r"outside 0\.\.1"):
         bad = Dataset.from_dict({"text": ["x"], "label": [-1]})
         ClassificationTask("t", ("a", "b"), "en", bad, {})
     with pytest.raises(TaskDataError, match="has en, vi"):
@@ -109,6 +109,12 @@ def test_classifier_learns_and_leaves_the_model_unchanged(name: str) -> None:
     torch.testing.assert_close(via_hf, classifier.logits(texts), atol=1e-5, rtol=1e-4)
 
 
+def test_classifier_needs_a_bridge() -> None:
+    hf = plain_hf_model(load_model("tiny-llama"), copy=True)
+    with pytest.raises(lm.errors.LsnMechError, match=r"lsn_mech\.load_model"):
+        finetune_classifier(hf, toy_task(), config=FAST, progress=False)
+
+
 def test_masked_neurons_are_the_only_mlp_rows_that_change() -> None:
     model = load_model("tiny-llama")
     base = plain_hf_model(model, copy=True)
@@ -133,7 +139,7 @@ def test_classifier_save_load_gives_the_same_logits(tmp_path) -> None:  # type: 
     texts = toy_rows()["text"]
     torch.testing.assert_close(classifier.logits(texts), loaded.logits(texts))
     assert loaded.labels == ("a", "x") and loaded.record.steps == classifier.record.steps
-    with pytest.raises(lm.errors.LsnMechError, match="TransferClassifier.save"):
+    with pytest.raises(lm.errors.LsnMechError, match=r"TransferClassifier\.save"):
         TransferClassifier.load(tmp_path, model)
 
 
@@ -196,6 +202,8 @@ def test_setup_neurons_and_finetuning_table(llama_stats) -> None:  # type: ignor
     assert drawn.per_layer() == neurons["vi"].per_layer()
     with pytest.raises(TransferExperimentError, match="choose from"):
         setup_neurons("all", neurons, "en", "vi")
+    config = ClassifierConfig(epochs=1, batch_size=4, max_length=32)
+    base = finetune_classifier(model, toy_task(), config=config, setup="none", progress=False)
     table = finetuning_table(
         model,
         toy_task(),
@@ -203,9 +211,13 @@ def test_setup_neurons_and_finetuning_table(llama_stats) -> None:  # type: ignor
         stats,
         setups=("none", "source", "target"),
         interventions=("none", "zero"),
-        config=ClassifierConfig(epochs=1, batch_size=4, max_length=32),
+        config=config,
+        base=base,
         progress=False,
     )
+    # the given "none" classifier is evaluated, not trained again
+    assert table.score(0, "none") == evaluate_classifier(base, toy_task().test_set("vi")).accuracy
+    assert table.training["none"]["last_loss"] == base.record.losses[-1]
     assert [r["setup"] for r in table.rows] == ["none", "source", "target"]
     assert set(table.training) == {"none", "source", "target:vi"}
     assert table.training["source"]["mlp_neurons"] == 3

@@ -13,21 +13,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Bool, Float, Int64
+from jaxtyping import Bool, Int64
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from lsn_mech.corpora.sources import as_text_list
 from lsn_mech.corpora.windows import tokenize_windows
-from lsn_mech.errors import EmptyCorpusError, UnsupportedArchitectureError
+from lsn_mech.errors import EmptyCorpusError
 from lsn_mech.models.protocol import HookedModel, model_device
-from lsn_mech.models.unembedding import UNEMBED_INPUT_HOOKS, unembed
-
-
-class _Residual(Exception):
-    def __init__(self, value: Tensor) -> None:
-        super().__init__()
-        self.value = value
+from lsn_mech.models.unembedding import final_residual, unembed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,27 +101,3 @@ def token_nll_sum(
             logits.float(), targets[start : start + logits_chunk], reduction="sum"
         ).double()
     return float(total), int(targets.numel())
-
-
-def final_residual(
-    model: HookedModel,
-    input_ids: Int64[Tensor, "batch seq"],
-    attention_mask: Bool[Tensor, "batch seq"],
-) -> Float[Tensor, "batch seq d_model"]:
-    """The normalised residual stream that enters the unembedding (the forward stops there)."""
-    name = next((n for n in UNEMBED_INPUT_HOOKS if n in model.hook_dict), None)
-    if name is None:
-        raise UnsupportedArchitectureError(
-            "The model exposes no hook at the unembedding input "
-            f"({' or '.join(UNEMBED_INPUT_HOOKS)}); load it with lsn_mech.load_model."
-        )
-
-    def capture(activation: Tensor, hook: Any) -> None:
-        raise _Residual(activation)
-
-    with model.hooks(fwd_hooks=[(name, capture)]):
-        try:
-            model(input_ids, attention_mask=attention_mask.long())
-        except _Residual as caught:
-            return caught.value
-    raise RuntimeError(f"The hook {name} did not fire during the forward pass.")  # pragma: no cover

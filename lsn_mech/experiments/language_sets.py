@@ -253,8 +253,9 @@ def lape_set_dependency(
 
     Args:
         stats: statistics that cover every language of both sets.
-        set_a, set_b: the two language sets (e.g. `BIBLE_SET1`, `BIBLE_SET6`; the
-            paper's `SET1`, `SET6` need a corpus with the Indic languages).
+        set_a: the first language set (e.g. `BIBLE_SET1`; the paper's `SET1`).
+        set_b: the second language set (e.g. `BIBLE_SET6`; the paper's `SET6` needs a
+            corpus with the Indic languages).
         names: labels of the two sets (default: ``Set1`` / ``Set6`` / ``Bible-Set6`` for
             those constants, else ``A`` / ``B``).
         detector: ``detector(stats, **lape_kwargs) -> LanguageNeurons``; default

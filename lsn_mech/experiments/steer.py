@@ -31,13 +31,12 @@ from tqdm.auto import tqdm
 from lsn_mech._version import __version__
 from lsn_mech.corpora.windows import tokenizer_adds_bos
 from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
-from lsn_mech.evaluate.perplexity import final_residual
 from lsn_mech.experiments._results import canonical, load_json, save_json, table
 from lsn_mech.experiments.language_id import LanguageIdentifier
 from lsn_mech.experiments.prompts import default_prompts
 from lsn_mech.interventions import activate, deactivate
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
-from lsn_mech.models.unembedding import unembed
+from lsn_mech.models.unembedding import final_residual, unembed
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance, stable_hash
 from lsn_mech.stats import ActivationStats

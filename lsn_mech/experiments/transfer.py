@@ -239,6 +239,7 @@ def _intervention_rows(
     interventions: Sequence[str],
     site: str,
     read_site: str | None,
+    estimate: Estimate,
     batch_size: int,
     bar: Any,
 ) -> tuple[list[dict[str, str]], list[dict[str, dict[str, Any]]]]:
@@ -246,7 +247,9 @@ def _intervention_rows(
     for language in languages:
         test = task.test_set(language)
         values = {
-            name: intervention_value(stats, language, name, site=site, read_site=read_site)
+            name: intervention_value(
+                stats, language, name, site=site, read_site=read_site, estimate=estimate
+            )
             for name in interventions
         }
         baseline = (
@@ -281,6 +284,7 @@ def intervention_table(
     languages: Sequence[str] | None = None,
     site: str = "mlp_post",
     read_site: str | None = None,
+    estimate: Estimate = "histogram",
     batch_size: int = 16,
     progress: bool = True,
 ) -> TransferTable:
@@ -296,6 +300,8 @@ def intervention_table(
         languages: evaluated languages (default: the task's targets).
         site: where the values are written (the neurons' activations at ``mlp_post``).
         read_site: where the statistics are read (default ``site``).
+        estimate: ``"histogram"`` percentiles (bounded error) or the reference code's
+            ``"batch_mean"`` (biased; needs a `BatchQuantileAccumulator`).
     """
     chosen = _check_languages(task, languages)
     _check_neurons(neurons, chosen, stats)
@@ -310,6 +316,7 @@ def intervention_table(
         interventions=interventions,
         site=site,
         read_site=read_site,
+        estimate=estimate,
         batch_size=batch_size,
         bar=bar,
     )
@@ -369,6 +376,8 @@ def finetuning_table(
     config: ClassifierConfig | None = None,
     site: str = "mlp_post",
     read_site: str | None = None,
+    estimate: Estimate = "histogram",
+    base: TransferClassifier | None = None,
     seed: int = 0,
     batch_size: int = 16,
     progress: bool = True,
@@ -378,6 +387,8 @@ def finetuning_table(
     ``"none"`` and ``"source"`` are trained once and evaluated on every target;
     ``"target"``, ``"both"`` and ``"random"`` are trained once per target. The
     test-time interventions use ``neurons`` (``detector`` names them in the rows).
+    ``base``: an already finetuned ``"none"`` classifier (e.g. the one of
+    `intervention_table`) to reuse instead of training it again.
     """
     chosen = _check_languages(task, languages)
     _check_neurons({detector: neurons}, [task.source, *chosen], stats)
@@ -390,7 +401,9 @@ def finetuning_table(
     cells: list[dict[str, dict[str, Any]]] = []
     training: dict[str, dict[str, Any]] = {}
     bar = tqdm(total=len(setups) * len(chosen), disable=not progress, leave=False)
-    shared: dict[str, TransferClassifier] = {}
+    shared: dict[str, TransferClassifier] = {"none": base} if base is not None else {}
+    if base is not None:
+        training["none"] = _training_summary(base)
     for setup in setups:
         for language in chosen:
             key = setup if setup in ("none", "source") else f"{setup}:{language}"
@@ -418,6 +431,7 @@ def finetuning_table(
                 interventions=interventions,
                 site=site,
                 read_site=read_site,
+                estimate=estimate,
                 batch_size=batch_size,
                 bar=bar,
             )
@@ -427,6 +441,8 @@ def finetuning_table(
                 classifier.release()
         if setup in shared:
             shared.pop(setup).release()
+    if base is not None:
+        base.release()
     bar.close()
     return TransferTable(
         rows=rows,

@@ -184,6 +184,7 @@ def run_transfer(
                 corpus,
                 values=config.ppl_values,
                 languages=[config.source, *config.targets],
+                site=None if config.read_site == "mlp_post" else config.read_site,
                 max_tokens_per_language=config.ppl_tokens,
                 progress=progress,
             )
@@ -209,6 +210,7 @@ def run_transfer(
         table.save(output / "interventions.json")
         table.to_csv(output / "interventions_accuracy.csv")
         classifier.release()
+        classifier.save(output / "classifier_none")
     finetuning = None
     if config.setups:
         with stage("masked-LoRA finetuning setups (Tables 3/7/8)"):
@@ -222,6 +224,7 @@ def run_transfer(
                 languages=list(config.finetune_targets or config.targets),
                 config=classifier_config,
                 read_site=config.read_site,
+                base=classifier,
                 seed=config.seed,
                 batch_size=config.eval_batch_size,
                 progress=progress,

@@ -35,6 +35,7 @@ from lsn_mech.corpora.tasks import ClassificationTask, TaskDataError
 from lsn_mech.errors import LsnMechError
 from lsn_mech.models.hf import plain_hf_model
 from lsn_mech.models.protocol import HookedModel
+from lsn_mech.models.unembedding import final_residual
 from lsn_mech.neurons import NeuronSet
 from lsn_mech.peft.lora import (
     load_masked_lora,
@@ -218,8 +219,6 @@ class TransferClassifier:
     @torch.no_grad()
     def logits(self, texts: Sequence[str]) -> Float[Tensor, "batch label"]:
         """Head logits through the bridge (under whatever hook contexts are active)."""
-        from lsn_mech.evaluate.perplexity import final_residual
-
         bridge = self.bridge
         device = next(self.head.parameters()).device
         batch = tokenize(bridge.tokenizer, texts, self.config.max_length, device)
@@ -301,7 +300,7 @@ def _empty_like(model: nn.Module) -> NeuronSet:
 
 
 def finetune_classifier(
-    model: HookedModel,
+    model: nn.Module,
     task: ClassificationTask,
     neurons: NeuronSet | None = None,
     *,
@@ -321,6 +320,12 @@ def finetune_classifier(
         progress: show a progress bar with the running loss.
     """
     config = config or ClassifierConfig()
+    if not hasattr(model, "hook_dict") or getattr(model, "tokenizer", None) is None:
+        raise ClassifierError(
+            f"finetune_classifier needs a bridge with a tokenizer; got {type(model).__name__}. "
+            "Load the model with lsn_mech.load_model(...) (a HF model: "
+            "lsn_mech.load_model(hf_model, tokenizer=tokenizer))."
+        )
     if not isinstance(task, ClassificationTask):
         raise TaskDataError(
             f"finetune_classifier needs a ClassificationTask; got {type(task).__name__}. "
