@@ -105,13 +105,13 @@ def _default_loader(path: str, name: str | None, split: str) -> Dataset:
     """``datasets.load_dataset`` after a quick reachability probe (fails in seconds)."""
     import datasets
 
-    from lsn_mech.corpora.local import _env_offline, _library_offline, _probe_hub
+    from lsn_mech.corpora.local import datasets_offline, offline_env_set, probe_hub
 
-    if _env_offline() and not _library_offline():
+    if offline_env_set() and not datasets_offline():
         raise ConnectionError("HF_HUB_OFFLINE was set after datasets was imported")
-    if not _library_offline():
+    if not datasets_offline():
         try:
-            _probe_hub(path, 3.0)
+            probe_hub(path, 3.0)
         except HubUnavailableError as exc:
             from huggingface_hub import constants
 
@@ -122,12 +122,12 @@ def _default_loader(path: str, name: str | None, split: str) -> Dataset:
 
 def _load(loader: Loader | None, task: str, path: str, name: str | None, split: str) -> Dataset:
     """Call the loader; turn "the hub is unreachable" into a `HubTaskError` that names the fix."""
-    from lsn_mech.corpora.local import _is_connection_error
+    from lsn_mech.corpora.local import is_connection_error
 
     try:
         data = (loader or _default_loader)(path, name, split)
     except Exception as exc:
-        if not isinstance(exc, OSError) and not _is_connection_error(exc):
+        if not isinstance(exc, OSError) and not is_connection_error(exc):
             raise
         where = f"{path!r} (configuration {name!r}, split {split!r})"
         raise HubTaskError(
@@ -184,14 +184,18 @@ def _flat(text: str) -> str:
     return re.sub(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]", " ", text)
 
 
-def _one_line(text: str) -> str:
+def collapse_whitespace(text: str) -> str:
+    """``str(text)`` on one line: each run of whitespace (line breaks too) becomes one
+    space, and leading and trailing whitespace is dropped."""
     return " ".join(str(text).split())
 
 
 # ----- XNLI -----------------------------------------------------------------------------
 def xnli_text(premise: str, hypothesis: str) -> str:
     """One XNLI input as `XNLI_TEMPLATE` renders it (each side on one line)."""
-    return XNLI_TEMPLATE.format(premise=_one_line(premise), hypothesis=_one_line(hypothesis))
+    return XNLI_TEMPLATE.format(
+        premise=collapse_whitespace(premise), hypothesis=collapse_whitespace(hypothesis)
+    )
 
 
 def _xnli_rows(
@@ -304,12 +308,15 @@ def qa_prompt(context: str, question: str) -> str:
     ``answer_start`` offsets still point into the prompt's context); the question is
     put on one line.
     """
-    return QA_TEMPLATE.format(context=_flat(str(context)), question=_one_line(question))
+    return QA_TEMPLATE.format(context=_flat(str(context)), question=collapse_whitespace(question))
 
 
-def _answers(value: Any) -> tuple[list[str], list[int]]:
-    """Gold texts and starts of one ``answers`` cell (SQuAD dict of lists, or a list of
-    ``{"text", "answer_start"}`` dicts)."""
+def gold_answers(value: Any) -> tuple[list[str], list[int]]:
+    """The gold answer texts and their character starts in one ``answers`` cell.
+
+    The cell is SQuAD's dict of lists or a list of ``{"text", "answer_start"}`` dicts;
+    a missing start is ``-1``. Raises `TaskDataError` for any other value.
+    """
     if isinstance(value, Mapping):
         texts = [str(t) for t in value.get("text") or []]
         starts = list(value.get("answer_start") or [])
@@ -329,7 +336,7 @@ def _qa_rows(
     data: Dataset, language: str, limit: int | None, seed: int, what: str
 ) -> tuple[Dataset, dict[str, int]]:
     _require(data, ("context", "question", "answers"), what)
-    answers = [_answers(a) for a in column_list(data, "answers")]
+    answers = [gold_answers(a) for a in column_list(data, "answers")]
     answered = np.asarray([i for i, (texts, _) in enumerate(answers) if texts], dtype=np.int64)
     keep = answered[_subset(len(answered), limit, seed)].tolist()
     rows = data.select(keep) if len(keep) < len(data) else data

@@ -155,7 +155,9 @@ def from_files(
 
 
 # ----- the hub --------------------------------------------------------------------------
-def _unavailable(name: str, reason: str) -> HubUnavailableError:
+def hub_unavailable_error(name: str, reason: str) -> HubUnavailableError:
+    """The error for "``name`` cannot be loaded because the hub is unreachable (``reason``)",
+    naming the offline alternatives."""
     return HubUnavailableError(
         f"The Hugging Face hub is unreachable ({reason}), so {name!r} cannot be loaded. "
         "Use local files with lsn_mech.corpora.from_files({...}) or the embedded Bible "
@@ -164,14 +166,16 @@ def _unavailable(name: str, reason: str) -> HubUnavailableError:
     )
 
 
-def _env_offline() -> bool:
+def offline_env_set() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` is set to a true value now."""
     return any(
         os.environ.get(var, "").strip().upper() in _TRUE
         for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
     )
 
 
-def _library_offline() -> bool:
+def datasets_offline() -> bool:
+    """Whether the ``datasets`` library runs offline (its config, fixed when it was imported)."""
     import datasets.config
 
     return bool(
@@ -180,8 +184,9 @@ def _library_offline() -> bool:
     )
 
 
-def _probe_hub(name: str, timeout: float) -> None:
-    """Fail fast (one TCP connect) when the hub cannot be reached at all."""
+def probe_hub(name: str, timeout: float) -> None:
+    """Raise `HubUnavailableError` fast (one TCP connect within ``timeout`` seconds) when
+    the hub cannot be reached at all; do nothing behind a proxy."""
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return  # a direct connection says nothing when traffic goes through a proxy
     from huggingface_hub import constants
@@ -195,10 +200,11 @@ def _probe_hub(name: str, timeout: float) -> None:
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
-        raise _unavailable(name, f"cannot connect to {host}:{port}: {exc}") from exc
+        raise hub_unavailable_error(name, f"cannot connect to {host}:{port}: {exc}") from exc
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means the hub could not be reached (or offline mode has no cached copy)."""
     names = {
         "ConnectError",
         "ConnectTimeout",
@@ -211,14 +217,16 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
-def _load(name: str, config: str | None, **kwargs: Any) -> Any:
+def load_hub_dataset(name: str, config: str | None, **kwargs: Any) -> Any:
+    """``datasets.load_dataset(name, config, **kwargs)``, with connection failures raised
+    as `HubUnavailableError`."""
     import datasets
 
     try:
         return datasets.load_dataset(name, config, **kwargs)
     except Exception as exc:
-        if _is_connection_error(exc):
-            raise _unavailable(name, f"{type(exc).__name__}: {exc}") from exc
+        if is_connection_error(exc):
+            raise hub_unavailable_error(name, f"{type(exc).__name__}: {exc}") from exc
         raise
 
 
@@ -292,10 +300,10 @@ def from_hub(
 
     local = Path(name).expanduser().exists()
     if not local:
-        if _env_offline() and not _library_offline():
-            raise _unavailable(name, "HF_HUB_OFFLINE is set")
-        if not _library_offline():
-            _probe_hub(name, probe_timeout)
+        if offline_env_set() and not datasets_offline():
+            raise hub_unavailable_error(name, "HF_HUB_OFFLINE is set")
+        if not datasets_offline():
+            probe_hub(name, probe_timeout)
 
     streaming = max_rows_per_language is not None
     kwargs = dict(split=split, revision=revision, streaming=streaming, **load_kwargs)
@@ -315,12 +323,12 @@ def from_hub(
                 else (config.format(lang=lang) if config else lang)
             )
             configs[lang] = subset
-            data = _load(name, subset, **kwargs)
+            data = load_hub_dataset(name, subset, **kwargs)
             chunk = _take_texts(data, text_column, max_rows_per_language, name, subset)
             texts.extend(chunk)
             langs.extend([lang] * len(chunk))
     else:
-        data = _load(name, config, **kwargs)
+        data = load_hub_dataset(name, config, **kwargs)
         names = getattr(data, "column_names", None)
         if names is not None and language_column not in names:
             raise CorpusArgumentError(

@@ -32,6 +32,7 @@ from jaxtyping import Int64
 from torch import Tensor
 
 from lsn_mech.corpora.corpus import CorpusArgumentError, column_list, hash_unit
+from lsn_mech.corpora.windows import pad_token_id
 from lsn_mech.errors import EmptyCorpusError
 
 #: Columns every parallel dataset is normalised to.
@@ -274,22 +275,24 @@ def from_hub_parallel(
     from pathlib import Path
 
     from lsn_mech.corpora.local import (
-        _env_offline,
-        _library_offline,
-        _load,
-        _probe_hub,
-        _unavailable,
+        datasets_offline,
+        hub_unavailable_error,
+        load_hub_dataset,
+        offline_env_set,
+        probe_hub,
     )
 
     if max_pairs is not None and max_pairs < 1:
         raise TranslationDataError(f"max_pairs must be positive or None; got {max_pairs}.")
     if not Path(path).expanduser().exists():
-        if _env_offline() and not _library_offline():
-            raise _unavailable(path, "HF_HUB_OFFLINE is set")
-        if not _library_offline():
-            _probe_hub(path, probe_timeout)
+        if offline_env_set() and not datasets_offline():
+            raise hub_unavailable_error(path, "HF_HUB_OFFLINE is set")
+        if not datasets_offline():
+            probe_hub(path, probe_timeout)
     streaming = max_pairs is not None
-    data = _load(path, name, split=split, revision=revision, streaming=streaming, **load_kwargs)
+    data = load_hub_dataset(
+        path, name, split=split, revision=revision, streaming=streaming, **load_kwargs
+    )
     if streaming:
         data = Dataset.from_list(list(itertools.islice(iter(data), max_pairs)))
     return parallel_dataset(
@@ -382,8 +385,13 @@ def _arrow(values: list[Any]) -> Any:
 
 # ----- tokenisation ---------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class _Row:
-    """What tokenisation needs of one example (and what truncation re-renders)."""
+class TextExample:
+    """One training example as text: what tokenisation needs, and what truncation re-renders.
+
+    ``prompt`` and ``target`` are tokenised (the loss falls on the target); ``pattern``
+    (the template), ``src_text``, ``src_lang`` and ``tgt_lang`` let `fit_prompt_target`
+    re-render a shorter prompt, and are ``None`` when there is no template to re-render.
+    """
 
     prompt: str
     target: str
@@ -393,7 +401,7 @@ class _Row:
     tgt_lang: str | None
 
 
-def _rows(examples: Dataset | Sequence[Mapping[str, Any]]) -> list[_Row]:
+def _rows(examples: Dataset | Sequence[Mapping[str, Any]]) -> list[TextExample]:
     if isinstance(examples, Dataset):
         _require_rows(examples, "The examples")
         _require_columns(
@@ -419,7 +427,7 @@ def _rows(examples: Dataset | Sequence[Mapping[str, Any]]) -> list[_Row]:
                 "lsn_mech.corpora.translation_examples(pairs)."
             )
         rows.append(
-            _Row(
+            TextExample(
                 str(item["prompt"]),
                 str(item["target"]),
                 item.get("template"),
@@ -436,7 +444,7 @@ def _ids(tokenizer: Any, texts: list[str], special: bool) -> list[list[int]]:
 
 
 def _shorten_source(
-    tokenizer: Any, row: _Row, prompt_ids: list[int], budget: int
+    tokenizer: Any, row: TextExample, prompt_ids: list[int], budget: int
 ) -> list[int] | None:
     """Prompt ids with the source cut at the end so the prompt has at most ``budget``
     tokens; ``None`` when the row has no template to re-render or no room."""
@@ -458,10 +466,16 @@ def _bos_prefix(tokenizer: Any, prompt_ids: list[int]) -> int:
     return 1 if prompt_ids and bos is not None and prompt_ids[0] == bos else 0
 
 
-def _fit(
-    tokenizer: Any, row: _Row, prompt_ids: list[int], target_ids: list[int], max_length: int
+def fit_prompt_target(
+    tokenizer: Any, row: TextExample, prompt_ids: list[int], target_ids: list[int], max_length: int
 ) -> tuple[list[int], list[int], bool]:
-    """Truncate one example to ``max_length`` tokens: the source first, the target last."""
+    """Truncate one example's token ids to ``max_length`` tokens in all.
+
+    The source sentence is cut first (the prompt re-rendered from the example's
+    template); without a template, or when the target alone leaves no room, the target
+    is cut at its end (keeping one token) and the prompt's start after BOS dropped.
+    Returns the prompt ids, the target ids, and whether anything was cut.
+    """
     if len(prompt_ids) + len(target_ids) <= max_length:
         return prompt_ids, target_ids, False
     budget = max_length - len(target_ids)
@@ -482,7 +496,7 @@ def _fit(
 
 
 def _encode_rows(
-    tokenizer: Any, rows: list[_Row], max_length: int, append_eos: bool
+    tokenizer: Any, rows: list[TextExample], max_length: int, append_eos: bool
 ) -> tuple[list[dict[str, Tensor]], int]:
     prompts = _ids(tokenizer, [r.prompt for r in rows], True)
     targets = _ids(tokenizer, [r.target for r in rows], False)
@@ -495,7 +509,7 @@ def _encode_rows(
     for row, p_ids, t_ids in zip(rows, prompts, targets):
         if not t_ids:
             raise TranslationDataError(f"Empty target for prompt {row.prompt[:60]!r}.")
-        p_ids, t_ids, cut = _fit(tokenizer, row, p_ids, t_ids, max_length)
+        p_ids, t_ids, cut = fit_prompt_target(tokenizer, row, p_ids, t_ids, max_length)
         truncated += cut
         ids = torch.tensor(p_ids + t_ids, dtype=torch.long)
         labels = ids.clone()
@@ -541,14 +555,6 @@ def tokenize_translation(
     return encoded
 
 
-def _pad_id(tokenizer: Any) -> int:
-    for attr in ("pad_token_id", "eos_token_id"):
-        value = getattr(tokenizer, attr, None)
-        if value is not None:
-            return int(value)
-    return 0
-
-
 def pad_right(
     items: Sequence[Mapping[str, Tensor]], pad_id: int
 ) -> dict[str, Int64[Tensor, "batch seq"]]:
@@ -588,7 +594,7 @@ def translation_batches(
     order = list(range(len(rows)))
     if shuffle:
         random.Random(seed).shuffle(order)
-    pad_id = _pad_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
     truncated = 0
     for start in range(0, len(order), batch_size):
         chunk = [rows[i] for i in order[start : start + batch_size]]

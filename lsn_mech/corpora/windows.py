@@ -127,7 +127,8 @@ def tokenizer_adds_bos(tokenizer: Any) -> bool:
     return len(ids) > 0 and ids[0] == bos
 
 
-def _pad_id(tokenizer: Any) -> int:
+def pad_token_id(tokenizer: Any) -> int:
+    """The id to pad with: the tokenizer's ``pad_token_id``, else its ``eos_token_id``, else 0."""
     for attr in ("pad_token_id", "eos_token_id"):
         value = getattr(tokenizer, attr, None)
         if value is not None:
@@ -230,7 +231,7 @@ def tokenize_windows(
         )
     b = 1 if add_bos else 0
     per_window_bonus = 1 if (add_bos and count_bos) else 0
-    pad_id = _pad_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
     lists = _token_lists(tokenizer, texts_list, batch_size)
 
     if pack:

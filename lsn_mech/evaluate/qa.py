@@ -36,8 +36,9 @@ from torch import Tensor
 
 from lsn_mech._version import __version__
 from lsn_mech.corpora.corpus import column_list
-from lsn_mech.corpora.hub_tasks import QATask, _answers, _one_line, qa_prompt
-from lsn_mech.corpora.translation import IGNORE_INDEX, _fit, _pad_id, _Row, pad_right
+from lsn_mech.corpora.hub_tasks import QATask, collapse_whitespace, gold_answers, qa_prompt
+from lsn_mech.corpora.translation import IGNORE_INDEX, TextExample, fit_prompt_target, pad_right
+from lsn_mech.corpora.windows import pad_token_id
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.evaluate.translation import generate_lines
 from lsn_mech.models.protocol import model_id
@@ -63,7 +64,7 @@ class QAEvalError(LsnMechError, ValueError):
 def qa_target(answer: str) -> str:
     """The training target of one answer: ``" " + answer + "\\n"`` (the answer continues
     the ``"Answer:"`` line, and the newline is where decoding stops)."""
-    return " " + _one_line(answer) + "\n"
+    return " " + collapse_whitespace(answer) + "\n"
 
 
 # ----- rows -------------------------------------------------------------------------------
@@ -106,7 +107,7 @@ def _qa_rows(data: Dataset | Sequence[Mapping[str, Any]], *, need_answer: bool) 
         context, question = str(item["context"]), str(item["question"])
         answer, start = None, None
         if item.get("answers") is not None:
-            texts, starts = _answers(item["answers"])
+            texts, starts = gold_answers(item["answers"])
             if texts:
                 answer, start = texts[0], starts[0]
         if item.get("answer") is not None:
@@ -205,9 +206,9 @@ def _encode(
             target.append(int(eos))
         text, prompt, cut = _fit_prompt(tokenizer, row, max_length - len(target))
         if not prompt:  # the question and the answer alone are too long: cut them too
-            plain = _Row(text, qa_target(row.answer or ""), None, None, None, None)
+            plain = TextExample(text, qa_target(row.answer or ""), None, None, None, None)
             full = _ids(tokenizer, text, True)
-            prompt, target, _ = _fit(tokenizer, plain, full, target, max_length)
+            prompt, target, _ = fit_prompt_target(tokenizer, plain, full, target, max_length)
         truncated += cut
         ids = torch.tensor(prompt + target, dtype=torch.long)
         labels = ids.clone()
@@ -270,7 +271,7 @@ def qa_batches(
     order = list(range(len(rows)))
     if shuffle:
         random.Random(seed).shuffle(order)
-    pad_id = _pad_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
     truncated = 0
     for start in range(0, len(order), batch_size):
         chunk = [rows[i] for i in order[start : start + batch_size]]
@@ -369,7 +370,7 @@ class QAScores:
 def _golds(references: Dataset | Sequence[Any]) -> list[list[str]]:
     if isinstance(references, Dataset):
         if "answers" in references.column_names:
-            return [_answers(a)[0] for a in column_list(references, "answers")]
+            return [gold_answers(a)[0] for a in column_list(references, "answers")]
         if "answer" in references.column_names:
             return [[str(a)] for a in column_list(references, "answer")]
         raise QAEvalError("The dataset has neither 'answers' (SQuAD) nor 'answer'.")
@@ -378,9 +379,9 @@ def _golds(references: Dataset | Sequence[Any]) -> list[list[str]]:
         if isinstance(item, str):
             out.append([item])
         elif isinstance(item, Mapping) and "answers" in item:
-            out.append(_answers(item["answers"])[0])
+            out.append(gold_answers(item["answers"])[0])
         elif isinstance(item, Mapping):
-            out.append(_answers(item)[0])
+            out.append(gold_answers(item)[0])
         else:
             out.append([str(x) for x in item])
     return out

@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from lsn_mech.pipelines.report import _table, save_figure
+from lsn_mech.pipelines.report import markdown_table, save_figure
 
 
 def results_rows(results: Mapping[str, Any], directions: list[str]) -> list[list[str]]:
@@ -139,7 +139,7 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         "",
         "## Translation quality (Tables 1–2)",
         "",
-        _table(header, rows) if rows else "(no method was run)",
+        markdown_table(header, rows) if rows else "(no method was run)",
         "",
     ]
     zero = report.results.get("0-shot")
@@ -162,7 +162,7 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         lines += ["## Transfer (Fig. 3): BLEU change over 0-shot", ""]
         columns = list(next(iter(report.transfer.values())))
         lines.append(
-            _table(
+            markdown_table(
                 ["trained \\ evaluated", *columns],
                 [[r, *(f"{v[c]:+.2f}" for c in columns)] for r, v in report.transfer.items()],
             )
@@ -187,7 +187,7 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         "",
         "## Time per stage (seconds)",
         "",
-        _table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in report.seconds.items()]),
+        markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in report.seconds.items()]),
         "",
     ]
     (output / "report.md").write_text("\n".join(lines), encoding="utf-8")

@@ -18,7 +18,8 @@ def save_figure(figure: Any, stem: Path) -> list[str]:
     return written
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: the ``header`` row, a separator, then one line per row of cells."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -29,7 +30,7 @@ def _matrix_table(matrix: Any, kind: str, fmt: str) -> str:
     rows = [[name, *(format(v, fmt) for v in row)] for name, row in zip(matrix.rows, values)]
     if kind == "ppl":
         rows.insert(0, ["(none)", *(format(b, fmt) for b in matrix.base)])
-    return _table(["deactivated \\ evaluated", *matrix.columns], rows)
+    return markdown_table(["deactivated \\ evaluated", *matrix.columns], rows)
 
 
 def dominance_summary(matrix: Any, random_matrix: Any) -> dict[str, dict[str, Any]]:
@@ -108,7 +109,7 @@ def write_lape_report(
         f"same per-layer counts for {len(beats)} of {len(languages)} "
         f"({', '.join(beats) or 'none'}).",
         "",
-        _table(
+        markdown_table(
             ["language", "own log ratio", "max other", "random own", "dominant", "beats random"],
             [
                 [
@@ -125,11 +126,11 @@ def write_lape_report(
         "",
         "## Neurons per language",
         "",
-        _table(["language", "neurons", "exclusive"], counts),
+        markdown_table(["language", "neurons", "exclusive"], counts),
         "",
         "## Per-layer distribution (Fig. 5)",
         "",
-        _table(["language", *map(str, range(neurons.n_layers))], layer_rows),
+        markdown_table(["language", *map(str, range(neurons.n_layers))], layer_rows),
         "",
         "## Overlap between languages (Jaccard)",
         "",
@@ -158,7 +159,7 @@ def write_lape_report(
         "",
         "## Time per stage (seconds)",
         "",
-        _table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in seconds.items()]),
+        markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in seconds.items()]),
         "",
     ]
     path = output / "report.md"
