@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from datasets import Dataset
@@ -107,6 +109,21 @@ def test_classifier_learns_and_leaves_the_model_unchanged(name: str) -> None:
         hidden = decoder_hidden(classifier.peft_model, batch["input_ids"], batch["attention_mask"])
         via_hf = classifier.head(pool_last(hidden, batch["attention_mask"]))
     torch.testing.assert_close(via_hf, classifier.logits(texts), atol=1e-5, rtol=1e-4)
+
+
+def test_classifier_config_template_and_zero_head() -> None:
+    with pytest.raises(lm.errors.LsnMechError, match="must contain"):
+        ClassifierConfig(template="Verse:")
+    model = load_model("tiny-llama")
+    config = ClassifierConfig(max_steps=1, batch_size=4, max_length=32, template="V: {text} G:")
+    classifier = finetune_classifier(model, toy_task(), config=config, progress=False)
+    # the head starts at zero: uniform predictions, loss ln(2) on the first step
+    assert classifier.record.losses[0] == pytest.approx(math.log(2), abs=1e-6)
+    framed = tokenize(model.tokenizer, ["V: abc q G:"], 32, torch.device("cpu"))
+    with torch.no_grad():
+        hidden = decoder_hidden(classifier.peft_model, **framed)
+        expected = classifier.head(pool_last(hidden, framed["attention_mask"]))
+    torch.testing.assert_close(classifier.logits(["abc q"]), expected, atol=1e-5, rtol=1e-4)
 
 
 def test_classifier_needs_a_bridge() -> None:

@@ -68,16 +68,21 @@ class ClassifierConfig:
     The paper's text names AdamW, weight decay 0.1, gradient clipping at 10.0, a linear
     warm-up over 1 % of the steps then linear decay, batch 8 and 2 epochs (XNLI), max
     length 256, but its rank, alpha and learning rate values did not survive in the
-    text: ``r=8``, ``alpha=16`` and ``lr=2e-4`` are our choices (common LoRA settings).
+    text: ``r=8``, ``alpha=16`` and ``lr=1e-3`` are our choices (``1e-3`` learned the
+    Bible genre task on Gemma 3 270M in 30 steps where ``2e-4`` stayed near chance).
     ``targets`` (``("gate",)``, the reference code's choice) and ``attention`` are the
-    masked and the ordinary LoRA projections.
+    masked and the ordinary LoRA projections. ``template`` wraps each row's ``text``
+    (``"{text}"``: as is); a fixed, source-language frame around the text, such as
+    `GENRE_TEMPLATE`, puts the head's token in the same context in every language. The
+    head starts at zero (uniform predictions, loss ln(labels)), so the first steps do not
+    push random logits through the LoRA weights.
     """
 
     r: int = 8
     alpha: int = 16
     targets: Sequence[str] = ("gate",)
     attention: Sequence[str] = ("q", "k", "v", "o")
-    lr: float = 2e-4
+    lr: float = 1e-3
     weight_decay: float = 0.1
     max_grad_norm: float = 10.0
     warmup_fraction: float = 0.01
@@ -86,9 +91,15 @@ class ClassifierConfig:
     max_steps: int | None = None
     batch_size: int = 8
     max_length: int = 256
+    template: str = "{text}"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if "{text}" not in self.template:
+            raise ClassifierError(
+                f"template must contain '{{text}}' where the row's text goes; got "
+                f"{self.template!r}."
+            )
         self.targets = tuple(self.targets)
         self.attention = tuple(self.attention)
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -150,11 +161,10 @@ def _batches(order: Sequence[int], batch_size: int) -> Iterator[list[int]]:
         yield list(order[start : start + batch_size])
 
 
-def _head(d_model: int, num_labels: int, seed: int, like: Tensor) -> nn.Linear:
-    generator = torch.Generator().manual_seed(seed)
+def _head(d_model: int, num_labels: int, like: Tensor) -> nn.Linear:
     head = nn.Linear(d_model, num_labels)
     with torch.no_grad():
-        head.weight.copy_(torch.randn(num_labels, d_model, generator=generator) * 0.02)
+        head.weight.zero_()
         head.bias.zero_()
     return head.to(device=like.device, dtype=like.dtype)
 
@@ -221,7 +231,8 @@ class TransferClassifier:
         """Head logits through the bridge (under whatever hook contexts are active)."""
         bridge = self.bridge
         device = next(self.head.parameters()).device
-        batch = tokenize(bridge.tokenizer, texts, self.config.max_length, device)
+        framed = [self.config.template.format(text=text) for text in texts]
+        batch = tokenize(bridge.tokenizer, framed, self.config.max_length, device)
         hidden = final_residual(bridge, batch["input_ids"], batch["attention_mask"].bool())
         pooled = pool_last(hidden, batch["attention_mask"])
         return self.head(pooled.to(self.head.weight.dtype))
@@ -231,12 +242,15 @@ class TransferClassifier:
     ) -> Int[Tensor, " n"]:
         """Predicted label indices of ``rows`` (a task Dataset or plain texts)."""
         texts = list(rows["text"]) if isinstance(rows, Dataset) else list(rows)
-        out = []
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding
+        device = next(self.head.parameters()).device
+        predictions = torch.zeros(len(texts), dtype=torch.long, device=device)
         starts = range(0, len(texts), batch_size)
         for start in tqdm(starts, desc="classify", disable=not progress, leave=False):
-            out.append(self.logits(texts[start : start + batch_size]).argmax(dim=-1))
-        device = next(self.head.parameters()).device
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=device)
+            chunk = order[start : start + batch_size]
+            logits = self.logits([texts[i] for i in chunk])
+            predictions[torch.tensor(chunk, device=device)] = logits.argmax(dim=-1)
+        return predictions
 
     def save(self, path: str | Path) -> Path:
         """Write the adapter (standard PEFT files), the head and the settings."""
@@ -343,7 +357,7 @@ def finetune_classifier(
     )
     first = next(peft_model.parameters())
     d_model = peft_model.get_base_model().config.hidden_size
-    head = _head(d_model, task.num_labels, config.seed, first)
+    head = _head(d_model, task.num_labels, first)
     params = _trainable(peft_model, head)
     steps = config.steps(len(task.train))
     optimizer = torch.optim.AdamW(
@@ -401,7 +415,7 @@ def _loop(
     record: TrainingRecord,
     progress: bool,
 ) -> None:
-    texts = list(task.train["text"])
+    texts = [config.template.format(text=text) for text in task.train["text"]]
     labels = torch.tensor([int(v) for v in task.train["label"]])
     device = head.weight.device
     peft_model.train()
