@@ -23,8 +23,8 @@ import dataclasses
 import itertools
 import random
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import torch
 from datasets import Dataset
@@ -41,6 +41,8 @@ PAIR_COLUMNS = ("src_lang", "tgt_lang", "src_text", "tgt_text")
 EXAMPLE_COLUMNS = ("prompt", "target", "template_id", "template")
 #: The label that the loss ignores (PyTorch's ``cross_entropy`` default).
 IGNORE_INDEX = -100
+
+_Row = TypeVar("_Row")
 
 #: English names of the languages of the embedded Bible (and a few more); other codes
 #: are shown as the code itself.
@@ -495,6 +497,15 @@ def fit_prompt_target(
     return prompt_ids[:b] + prompt_ids[len(prompt_ids) - room :], target_ids, True
 
 
+def target_only_example(prompt_ids: list[int], target_ids: list[int]) -> dict[str, Tensor]:
+    """One training item: 1-D ``input_ids`` (the prompt then the target), ``attention_mask``
+    (ones) and ``labels`` (``input_ids`` with `IGNORE_INDEX` on the prompt), all int64."""
+    ids = torch.tensor(prompt_ids + target_ids, dtype=torch.long)
+    labels = ids.clone()
+    labels[: len(prompt_ids)] = IGNORE_INDEX
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
 def _encode_rows(
     tokenizer: Any, rows: list[TextExample], max_length: int, append_eos: bool
 ) -> tuple[list[dict[str, Tensor]], int]:
@@ -511,10 +522,7 @@ def _encode_rows(
             raise TranslationDataError(f"Empty target for prompt {row.prompt[:60]!r}.")
         p_ids, t_ids, cut = fit_prompt_target(tokenizer, row, p_ids, t_ids, max_length)
         truncated += cut
-        ids = torch.tensor(p_ids + t_ids, dtype=torch.long)
-        labels = ids.clone()
-        labels[: len(p_ids)] = IGNORE_INDEX
-        out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+        out.append(target_only_example(p_ids, t_ids))
     return out, truncated
 
 
@@ -570,6 +578,36 @@ def pad_right(
     return batch
 
 
+def shuffled_padded_batches(
+    tokenizer: Any,
+    rows: list[_Row],
+    encode: Callable[[Any, list[_Row], int, bool], tuple[list[dict[str, Tensor]], int]],
+    *,
+    batch_size: int,
+    max_length: int,
+    shuffle: bool,
+    seed: int,
+    append_eos: bool,
+) -> Generator[dict[str, Int64[Tensor, "batch seq"]], None, int]:
+    """Encode ``rows`` one batch at a time and yield them right-padded (`pad_right`).
+
+    ``encode(tokenizer, chunk, max_length, append_eos)`` gives the items of a chunk and
+    how many were truncated; ``shuffle`` permutes the rows with ``random.Random(seed)``
+    first. The generator returns the number of truncated rows (``yield from``'s value).
+    """
+    order = list(range(len(rows)))
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    pad_id = pad_token_id(tokenizer)
+    truncated = 0
+    for start in range(0, len(order), batch_size):
+        chunk = [rows[i] for i in order[start : start + batch_size]]
+        encoded, cut = encode(tokenizer, chunk, max_length, append_eos)
+        truncated += cut
+        yield pad_right(encoded, pad_id)
+    return truncated
+
+
 def translation_batches(
     tokenizer: Any,
     examples: Dataset | Sequence[Mapping[str, Any]],
@@ -591,16 +629,16 @@ def translation_batches(
     if max_length < 2:
         raise TranslationDataError(f"max_length must be at least 2; got {max_length}.")
     rows = _rows(examples)
-    order = list(range(len(rows)))
-    if shuffle:
-        random.Random(seed).shuffle(order)
-    pad_id = pad_token_id(tokenizer)
-    truncated = 0
-    for start in range(0, len(order), batch_size):
-        chunk = [rows[i] for i in order[start : start + batch_size]]
-        encoded, cut = _encode_rows(tokenizer, chunk, max_length, append_eos)
-        truncated += cut
-        yield pad_right(encoded, pad_id)
+    truncated = yield from shuffled_padded_batches(
+        tokenizer,
+        rows,
+        _encode_rows,
+        batch_size=batch_size,
+        max_length=max_length,
+        shuffle=shuffle,
+        seed=seed,
+        append_eos=append_eos,
+    )
     if truncated:
         warnings.warn(
             f"{truncated} of {len(rows)} translation examples were truncated to "

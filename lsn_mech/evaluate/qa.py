@@ -20,8 +20,6 @@ decoding is `lsn_mech.evaluate.translate`'s: greedy, stopping at the end of the 
 from __future__ import annotations
 
 import dataclasses
-import json
-import random
 import re
 import unicodedata
 import warnings
@@ -29,7 +27,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from datasets import Dataset
 from jaxtyping import Int64
 from torch import Tensor
@@ -37,10 +34,19 @@ from torch import Tensor
 from lsn_mech._version import __version__
 from lsn_mech.corpora.corpus import column_list
 from lsn_mech.corpora.hub_tasks import QATask, collapse_whitespace, gold_answers, qa_prompt
-from lsn_mech.corpora.translation import IGNORE_INDEX, TextExample, fit_prompt_target, pad_right
-from lsn_mech.corpora.windows import pad_token_id
+from lsn_mech.corpora.translation import (
+    TextExample,
+    fit_prompt_target,
+    shuffled_padded_batches,
+    target_only_example,
+)
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
-from lsn_mech.evaluate.translation import generate_lines
+from lsn_mech.evaluate.translation import (
+    generate_lines,
+    read_scored_result_fields,
+    scored_result_fields,
+    write_result_json,
+)
 from lsn_mech.models.protocol import model_id
 from lsn_mech.provenance import Provenance
 
@@ -210,10 +216,7 @@ def _encode(
             full = _ids(tokenizer, text, True)
             prompt, target, _ = fit_prompt_target(tokenizer, plain, full, target, max_length)
         truncated += cut
-        ids = torch.tensor(prompt + target, dtype=torch.long)
-        labels = ids.clone()
-        labels[: len(prompt)] = IGNORE_INDEX
-        out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+        out.append(target_only_example(prompt, target))
     return out, truncated
 
 
@@ -268,16 +271,16 @@ def qa_batches(
     if max_length < 2:
         raise QAEvalError(f"max_length must be at least 2; got {max_length}.")
     rows = _qa_rows(data, need_answer=True)
-    order = list(range(len(rows)))
-    if shuffle:
-        random.Random(seed).shuffle(order)
-    pad_id = pad_token_id(tokenizer)
-    truncated = 0
-    for start in range(0, len(order), batch_size):
-        chunk = [rows[i] for i in order[start : start + batch_size]]
-        encoded, cut = _encode(tokenizer, chunk, max_length, append_eos)
-        truncated += cut
-        yield pad_right(encoded, pad_id)
+    truncated = yield from shuffled_padded_batches(
+        tokenizer,
+        rows,
+        _encode,
+        batch_size=batch_size,
+        max_length=max_length,
+        shuffle=shuffle,
+        seed=seed,
+        append_eos=append_eos,
+    )
     if truncated:
         warnings.warn(
             f"{truncated} of {len(rows)} QA examples were truncated to max_length="
@@ -465,29 +468,16 @@ class QAResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["scores"] = self.scores.to_dict()
-        data["provenance"] = self.provenance.to_dict()
-        return data
+        return scored_result_fields(self)
 
     def save(self, path: str | Path) -> Path:
         """Lossless JSON."""
-        target = Path(path)
-        if target.suffix != ".json":
-            target = target.with_name(target.name + ".json")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = {"format": "lsn_mech.QAResult", **self.to_dict()}
-        target.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-        return target
+        return write_result_json({"format": "lsn_mech.QAResult", **self.to_dict()}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> QAResult:
         """Read a result written by `save`."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        data.pop("format", None)
-        data["scores"] = QAScores.from_dict(data["scores"])
-        data["provenance"] = Provenance.from_dict(data.get("provenance"))
-        return cls(**data)
+        return cls(**read_scored_result_fields(path, QAScores))
 
     def __str__(self) -> str:
         return f"{self.language}: {self.scores}"

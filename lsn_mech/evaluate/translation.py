@@ -442,12 +442,35 @@ def translate(
 
 
 # ----- results ----------------------------------------------------------------------------
-def _json_path(path: str | Path) -> Path:
+def write_result_json(data: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``data`` as indented UTF-8 JSON to ``path`` (``.json`` appended when it has
+    another suffix or none, parent folders created); the path written."""
     target = Path(path)
     if target.suffix != ".json":
         target = target.with_name(target.name + ".json")
     target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
     return target
+
+
+def scored_result_fields(result: Any) -> dict[str, Any]:
+    """A result dataclass as plain data: ``dataclasses.asdict``, with its ``scores`` and
+    ``provenance`` through their own ``to_dict``."""
+    data = dataclasses.asdict(result)
+    data["scores"] = result.scores.to_dict()
+    data["provenance"] = result.provenance.to_dict()
+    return data
+
+
+def read_scored_result_fields(path: str | Path, scores_type: Any) -> dict[str, Any]:
+    """The constructor arguments of a result saved from `scored_result_fields`: the JSON
+    file's fields without ``format``, ``scores`` rebuilt by ``scores_type.from_dict`` and
+    ``provenance`` by `Provenance.from_dict`."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data.pop("format", None)
+    data["scores"] = scores_type.from_dict(data["scores"])
+    data["provenance"] = Provenance.from_dict(data.get("provenance"))
+    return data
 
 
 @dataclasses.dataclass
@@ -482,26 +505,16 @@ class TranslationResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["scores"] = self.scores.to_dict()
-        data["provenance"] = self.provenance.to_dict()
-        return data
+        return scored_result_fields(self)
 
     def save(self, path: str | Path) -> Path:
         """Lossless JSON."""
-        target = _json_path(path)
-        data = {"format": "lsn_mech.TranslationResult", **self.to_dict()}
-        target.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-        return target
+        return write_result_json({"format": "lsn_mech.TranslationResult", **self.to_dict()}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> TranslationResult:
         """Read a result written by `save`."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        data.pop("format", None)
-        data["scores"] = TranslationScores.from_dict(data["scores"])
-        data["provenance"] = Provenance.from_dict(data.get("provenance"))
-        return cls(**data)
+        return cls(**read_scored_result_fields(path, TranslationScores))
 
     def __str__(self) -> str:
         return f"{self.direction} ({self.shots}-shot): {self.scores}"
@@ -648,15 +661,13 @@ class TranslationTable:
 
     def save(self, path: str | Path) -> Path:
         """Lossless JSON."""
-        target = _json_path(path)
         data = {
             "format": "lsn_mech.TranslationTable",
             "scores": {k: v.to_dict() for k, v in self.scores.items()},
             "setting": self.setting,
             "provenance": self.provenance.to_dict(),
         }
-        target.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-        return target
+        return write_result_json(data, path)
 
     @classmethod
     def load(cls, path: str | Path) -> TranslationTable:
