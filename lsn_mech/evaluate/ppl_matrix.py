@@ -21,21 +21,22 @@ from lsn_mech.provenance import Provenance
 KINDS = ("ppl", "delta", "ratio", "log_ratio")
 
 
+def ppl_cell_view(ppl: float, base: float, kind: str) -> float:
+    """One perplexity against its base: ``ppl``, ``delta``, ``ratio`` or ``log_ratio``."""
+    if kind == "ppl":
+        return ppl
+    if kind == "delta":
+        return ppl - base
+    if kind == "ratio":
+        return ppl / base
+    return math.log(ppl / base)
+
+
 def ppl_view(ppl: list[list[float]], base: list[float], kind: str) -> list[list[float]]:
     """Perplexities against their base, as ``ppl``, ``delta``, ``ratio`` or ``log_ratio``."""
     if kind not in KINDS:
         raise ValueError(f"Unknown kind {kind!r}; choose from {', '.join(KINDS)}.")
-    out = []
-    for row in ppl:
-        if kind == "ppl":
-            out.append(list(row))
-        elif kind == "delta":
-            out.append([p - b for p, b in zip(row, base)])
-        elif kind == "ratio":
-            out.append([p / b for p, b in zip(row, base)])
-        else:
-            out.append([math.log(p / b) for p, b in zip(row, base)])
-    return out
+    return [[ppl_cell_view(p, b, kind) for p, b in zip(row, base)] for row in ppl]
 
 
 @dataclasses.dataclass

@@ -26,7 +26,7 @@ from lsn_mech._version import __version__
 from lsn_mech.corpora.sources import corpus_identity, corpus_languages
 from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, StatisticsMismatchError
 from lsn_mech.evaluate.perplexity import perplexity
-from lsn_mech.evaluate.ppl_matrix import evaluation_windows
+from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view
 from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
 from lsn_mech.interventions import set_to
 from lsn_mech.models.protocol import HookedModel, model_id
@@ -88,15 +88,7 @@ def _constant(label: str) -> float | None:
 
 
 def _view(p: float | None, base: float, kind: str) -> float | None:
-    if p is None:
-        return None
-    if kind == "ppl":
-        return p
-    if kind == "delta":
-        return p - base
-    if kind == "ratio":
-        return p / base
-    return math.log(p / base)
+    return None if p is None else ppl_cell_view(p, base, kind)
 
 
 def _check_kind(kind: str) -> str:
