@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -156,6 +157,13 @@ def test_classifier_save_load_gives_the_same_logits(tmp_path) -> None:  # type: 
     texts = toy_rows()["text"]
     torch.testing.assert_close(classifier.logits(texts), loaded.logits(texts))
     assert loaded.labels == ("a", "x") and loaded.record.steps == classifier.record.steps
+    # Neurons detected on the base model apply to the merged bridges without a warning.
+    for bridge in (classifier.bridge, loaded.bridge):
+        assert lm.models.model_id(bridge) == lm.models.model_id(model) == "tiny-qwen2"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with lm.deactivate(bridge, neurons):
+                bridge(bridge.to_tokens("abc q"))
     with pytest.raises(lm.errors.LsnMechError, match=r"TransferClassifier\.save"):
         TransferClassifier.load(tmp_path, model)
 

@@ -34,7 +34,7 @@ from transformers import get_linear_schedule_with_warmup
 from lsn_mech.corpora.tasks import ClassificationTask, TaskDataError
 from lsn_mech.errors import LsnMechError
 from lsn_mech.models.hf import plain_hf_model
-from lsn_mech.models.protocol import HookedModel
+from lsn_mech.models.protocol import HookedModel, model_id
 from lsn_mech.models.unembedding import final_residual
 from lsn_mech.neurons import NeuronSet
 from lsn_mech.peft.lora import (
@@ -198,6 +198,7 @@ class TransferClassifier:
         record: TrainingRecord | None = None,
         neurons: NeuronSet | None = None,
         setup: str = "",
+        base_model_id: str | None = None,
     ) -> None:
         self.peft_model = peft_model
         self.head = head
@@ -207,6 +208,9 @@ class TransferClassifier:
         self.record = record or TrainingRecord()
         self.neurons = neurons
         self.setup = setup
+        # The merged bridge carries the base model's id, so neurons detected on the base
+        # apply to it without a "different model" warning.
+        self.base_model_id = base_model_id
         self._bridge: HookedModel | None = None
 
     @property
@@ -220,6 +224,8 @@ class TransferClassifier:
             self._bridge = load_model(
                 merged, tokenizer=self.tokenizer, device=first.device, dtype=first.dtype
             )
+            if self.base_model_id:
+                self._bridge._lsn_model_id = self.base_model_id
         return self._bridge
 
     def release(self) -> None:
@@ -298,6 +304,7 @@ class TransferClassifier:
             record=TrainingRecord(**meta["record"]),
             neurons=spec.neurons if len(spec.neurons) else None,
             setup=meta["setup"],
+            base_model_id=model_id(model),
         )
 
 
@@ -391,6 +398,7 @@ def finetune_classifier(
         record=record,
         neurons=neurons,
         setup=setup,
+        base_model_id=model_id(model),
     )
 
 
