@@ -4,10 +4,11 @@
 
 Same budget as tutorial 03 (en, vi, zh; 2,000 statistics tokens per language; 30
 English training verses per genre, one epoch; 6 test verses per genre and language),
-but with every finetuning setup of Tables 3/7/8 (none, source, target, both, random)
-for Vietnamese, then LAPE's language-set dependency: Bible-Set1 against Bible-Set6 at
-2,000 tokens per language. About 5 minutes on 2 idle CPU cores. Writes
-``lsn_runs/transfer_small/{finetuning,language_sets}.json`` and
+but with every statistic of Tables 1/4 (mean, P5 ... P95, zero, +-1, +-10) for LAPE and
+Act-Prob-90p neurons on vi and zh, every finetuning setup of Tables 3/7/8 (none, source,
+target, both, random) for Vietnamese, then LAPE's language-set dependency: Bible-Set1
+against Bible-Set6 at 2,000 tokens per language. About 7 minutes on 2 idle CPU cores. Writes
+``lsn_runs/transfer_small/{interventions,finetuning,language_sets}.json`` and
 ``benchmarks/results/transfer_small.json`` (the tables' numbers and seconds per stage).
 """
 
@@ -17,6 +18,22 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lsn_mech.experiments import TransferTable
+
+CONSTANTS = ("1", "-1", "10", "-10")
+
+
+def _table(table: TransferTable) -> dict[str, Any]:
+    return {
+        "rows": table.rows,
+        "columns": list(table.columns),
+        "accuracy": table.values("accuracy"),
+        "macro_f1": table.values("macro_f1"),
+        "training": table.training,
+    }
 
 
 def main() -> None:
@@ -31,7 +48,7 @@ def main() -> None:
     from lsn_mech import detect
     from lsn_mech import experiments as ex
     from lsn_mech.stats import MomentAccumulator, QuantileAccumulator
-    from lsn_mech.training import ClassifierConfig
+    from lsn_mech.training import ClassifierConfig, finetune_classifier
 
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -44,25 +61,36 @@ def main() -> None:
         progress=False,
         accumulators=[MomentAccumulator(sites), QuantileAccumulator(sites)],
     )
-    neurons = detect.lape(stats)
-    seconds["model + statistics + LAPE"] = time.perf_counter() - started
+    neurons = {"lape": detect.lape(stats), "act-prob-90p": detect.act_prob_90p(stats)}
+    seconds["model + statistics + detectors"] = time.perf_counter() - started
 
     mark = time.perf_counter()
     task = lm.corpora.bible_genre_task(
         "en", ["vi", "zh"], train_per_genre=30, test_per_genre=6, seed=0
     )
+    config = ClassifierConfig(epochs=1, batch_size=8, max_length=96)
+    base = finetune_classifier(model, task, config=config, setup="none", progress=False)
+    interventions = ex.intervention_table(
+        base, task, neurons, stats, interventions=ex.ALL_INTERVENTIONS + CONSTANTS, progress=False
+    )
+    args.output.mkdir(parents=True, exist_ok=True)
+    interventions.save(args.output / "interventions.json")
+    print(interventions, flush=True)
+    seconds["source classifier + interventions (Tables 1/4)"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
     finetuning = ex.finetuning_table(
         model,
         task,
-        neurons,
+        neurons["lape"],
         stats,
         setups=("none", "source", "target", "both", "random"),
         interventions=("none", "p90", "zero", "p10"),
         languages=["vi"],
-        config=ClassifierConfig(epochs=1, batch_size=8, max_length=96),
+        config=config,
+        base=base,
         progress=False,
     )
-    args.output.mkdir(parents=True, exist_ok=True)
     finetuning.save(args.output / "finetuning.json")
     print(finetuning, flush=True)
     seconds["finetuning setups (Tables 3/7/8)"] = time.perf_counter() - mark
@@ -80,13 +108,8 @@ def main() -> None:
     result = {
         "total_s": round(time.perf_counter() - started, 1),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
-        "finetuning": {
-            "rows": finetuning.rows,
-            "columns": list(finetuning.columns),
-            "accuracy": finetuning.values("accuracy"),
-            "macro_f1": finetuning.values("macro_f1"),
-            "training": finetuning.training,
-        },
+        "interventions": _table(interventions),
+        "finetuning": _table(finetuning),
         "language_sets": json.loads((args.output / "language_sets.json").read_text()),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

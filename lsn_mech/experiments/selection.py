@@ -11,10 +11,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from lsn_mech._version import __version__
-from lsn_mech.corpora.sources import corpus_identity, corpus_languages, language_windows
+from lsn_mech.corpora.sources import corpus_identity, corpus_languages
 from lsn_mech.errors import MissingLanguageError
 from lsn_mech.evaluate.perplexity import perplexity
-from lsn_mech.evaluate.ppl_matrix import ppl_view
+from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_view
 from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
 from lsn_mech.interventions import deactivate
 from lsn_mech.models.protocol import HookedModel, model_id
@@ -208,17 +208,9 @@ def selection_sweep(
             f"The statistics ({', '.join(stats.languages)}) and the corpus "
             f"({', '.join(available)}) share no language; pass eval_languages=[...]."
         )
-    windows = {
-        lang: language_windows(
-            corpus,
-            lang,
-            model.tokenizer,
-            split=split,
-            window=window,
-            max_tokens=max_tokens_per_language,
-        )
-        for lang in columns
-    }
+    windows = evaluation_windows(
+        model, corpus, columns, split=split, window=window, max_tokens=max_tokens_per_language
+    )
     bar = tqdm(total=(len(ratios) + 1) * len(columns), desc="selection sweep", disable=not progress)
 
     tokens: list[int] = []
