@@ -13,16 +13,15 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from lsn_mech._version import __version__
-from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.experiments._results import load_json, save_json, table, write_csv
 from lsn_mech.experiments.embeddings import (
     Pooling,
     center_embeddings,
-    check_aligned,
-    sentence_embeddings,
+    embedding_provenance,
+    embeddings_for,
 )
-from lsn_mech.models.protocol import HookedModel, model_id
-from lsn_mech.provenance import Provenance, stable_hash
+from lsn_mech.models.protocol import HookedModel
+from lsn_mech.provenance import Provenance
 
 
 def dominance_matrix(
@@ -189,43 +188,26 @@ def language_dominance(
     Arguments as for `lsn_mech.experiments.sentence_similarity` (``center`` included);
     pass the same ``embeddings`` to both to run the model once.
     """
-    languages, n_texts = check_aligned(aligned)
     given = embeddings is not None
-    if embeddings is None:
-        if model is None:
-            raise ValueError("Pass a model, or embeddings=sentence_embeddings(model, aligned).")
-        embeddings = sentence_embeddings(
-            model,
-            aligned,
-            pooling=pooling,
-            batch_size=batch_size,
-            max_length=max_length,
-            progress=progress,
-        )
-    elif (embeddings.shape[0], embeddings.shape[2]) != (len(languages), n_texts):
-        raise ValueError(
-            f"The embeddings ({tuple(embeddings.shape)}) do not match the aligned texts "
-            f"({len(languages)} languages × {n_texts} texts)."
-        )
-    provenance = Provenance(
-        model_id=model_id(model) if model is not None else None,
-        corpus="aligned texts",
-        corpus_hash=stable_hash({k: list(v) for k, v in aligned.items()}),
-        method="language_dominance",
-        parameters=canonical(
-            {
-                "pooling": pooling,
-                "languages": languages,
-                "n_texts": n_texts,
-                "max_length": max_length,
-                "embeddings_given": given,
-                "center": center,
-                "layer_hook": "blocks.{i}.hook_resid_post",
-                "equation": "h_hat = h - v_k + v_c (Tang et al. Eq. 6)",
-            }
-        ),
-        library_version=__version__,
+    languages, n_texts, embeddings = embeddings_for(
+        model,
+        aligned,
+        embeddings,
+        pooling=pooling,
+        batch_size=batch_size,
+        max_length=max_length,
+        progress=progress,
     )
+    parameters = {
+        "pooling": pooling,
+        "languages": languages,
+        "n_texts": n_texts,
+        "max_length": max_length,
+        "embeddings_given": given,
+        "center": center,
+        "equation": "h_hat = h - v_k + v_c (Tang et al. Eq. 6)",
+    }
+    provenance = embedding_provenance(model, aligned, "language_dominance", parameters)
     return dominance_from_embeddings(
         embeddings, languages, pooling=pooling, center=center, provenance=provenance
     )

@@ -16,6 +16,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lsn_mech._version import __version__
 from lsn_mech.corpora.corpus import (
     CorpusArgumentError,
     MultilingualCorpus,
@@ -24,7 +25,9 @@ from lsn_mech.corpora.corpus import (
 )
 from lsn_mech.corpora.windows import tokenizer_adds_bos
 from lsn_mech.errors import EmptyCorpusError, MissingLanguageError, UnsupportedArchitectureError
-from lsn_mech.models.protocol import HookedModel, model_device
+from lsn_mech.experiments._results import canonical
+from lsn_mech.models.protocol import HookedModel, model_device, model_id
+from lsn_mech.provenance import Provenance, stable_hash
 
 Pooling = Literal["mean", "last"]
 RESID_HOOK = "blocks.{layer}.hook_resid_post"
@@ -254,3 +257,56 @@ def center_embeddings(
     centring removes it, and what remains compares the texts with each other.
     """
     return embeddings - embeddings.mean(dim=(0, 2), keepdim=True)
+
+
+def embeddings_for(
+    model: HookedModel | None,
+    aligned: Mapping[str, Sequence[str]],
+    embeddings: Float[Tensor, "lang layer text d_model"] | None,
+    *,
+    pooling: Pooling,
+    batch_size: int,
+    max_length: int,
+    progress: bool,
+) -> tuple[list[str], int, Float[Tensor, "lang layer text d_model"]]:
+    """Languages, texts per language and embeddings of ``aligned``: the given
+    ``embeddings`` after a shape check, else `sentence_embeddings` of ``model``.
+
+    Shared by the analyses that accept ready embeddings so that one forward pass can
+    serve several of them (`sentence_similarity`, `language_dominance`).
+    """
+    languages, n_texts = check_aligned(aligned)
+    if embeddings is None:
+        if model is None:
+            raise ValueError("Pass a model, or embeddings=sentence_embeddings(model, aligned).")
+        embeddings = sentence_embeddings(
+            model,
+            aligned,
+            pooling=pooling,
+            batch_size=batch_size,
+            max_length=max_length,
+            progress=progress,
+        )
+    elif (embeddings.shape[0], embeddings.shape[2]) != (len(languages), n_texts):
+        raise ValueError(
+            f"The embeddings ({tuple(embeddings.shape)}) do not match the aligned texts "
+            f"({len(languages)} languages × {n_texts} texts)."
+        )
+    return languages, n_texts, embeddings
+
+
+def embedding_provenance(
+    model: HookedModel | None,
+    aligned: Mapping[str, Sequence[str]],
+    method: str,
+    parameters: dict[str, Any],
+) -> Provenance:
+    """Provenance of an analysis of aligned texts' residual-stream embeddings."""
+    return Provenance(
+        model_id=model_id(model) if model is not None else None,
+        corpus="aligned texts",
+        corpus_hash=stable_hash({k: list(v) for k, v in aligned.items()}),
+        method=method,
+        parameters=canonical({**parameters, "layer_hook": "blocks.{i}.hook_resid_post"}),
+        library_version=__version__,
+    )
