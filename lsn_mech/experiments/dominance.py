@@ -16,9 +16,9 @@ from torch import Tensor
 from lsn_mech.experiments._results import load_json, save_json, table, write_csv
 from lsn_mech.experiments.embeddings import (
     Pooling,
-    center_embeddings,
     embedding_provenance,
     embeddings_for,
+    named_embeddings,
 )
 from lsn_mech.models.protocol import HookedModel
 from lsn_mech.provenance import Provenance
@@ -151,11 +151,7 @@ def dominance_from_embeddings(
 ) -> LanguageDominance:
     """`LanguageDominance` of ready embeddings (``[lang, layer, text, d_model]``); ``center``
     subtracts the mean over all texts at each layer first (`center_embeddings`)."""
-    if len(languages) != embeddings.shape[0]:
-        raise ValueError(
-            f"{len(languages)} language names for embeddings of {embeddings.shape[0]} languages."
-        )
-    matrix = dominance_matrix(center_embeddings(embeddings) if center else embeddings)
+    matrix = dominance_matrix(named_embeddings(embeddings, languages, center=center))
     return LanguageDominance(
         languages=list(languages),
         matrix=matrix.tolist(),

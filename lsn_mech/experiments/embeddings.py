@@ -310,3 +310,17 @@ def embedding_provenance(
         parameters=canonical({**parameters, "layer_hook": "blocks.{i}.hook_resid_post"}),
         library_version=__version__,
     )
+
+
+def named_embeddings(
+    embeddings: Float[Tensor, "lang layer text d_model"],
+    languages: Sequence[str],
+    *,
+    center: bool,
+) -> Float[Tensor, "lang layer text d_model"]:
+    """Check one language name per embedding row; centre them if asked (`center_embeddings`)."""
+    if len(languages) != embeddings.shape[0]:
+        raise ValueError(
+            f"{len(languages)} language names for embeddings of {embeddings.shape[0]} languages."
+        )
+    return center_embeddings(embeddings) if center else embeddings

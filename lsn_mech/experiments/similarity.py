@@ -15,9 +15,9 @@ from torch import Tensor
 from lsn_mech.experiments._results import load_json, save_json, table, write_csv
 from lsn_mech.experiments.embeddings import (
     Pooling,
-    center_embeddings,
     embedding_provenance,
     embeddings_for,
+    named_embeddings,
 )
 from lsn_mech.experiments.layers import LayerDistribution
 from lsn_mech.models.protocol import HookedModel
@@ -184,11 +184,7 @@ def similarity_from_embeddings(
 ) -> SentenceSimilarity:
     """`SentenceSimilarity` of ready embeddings (``[lang, layer, text, d_model]``); ``center``
     subtracts the mean over all texts at each layer first (`center_embeddings`)."""
-    if len(languages) != embeddings.shape[0]:
-        raise ValueError(
-            f"{len(languages)} language names for embeddings of {embeddings.shape[0]} languages."
-        )
-    matrix = pair_similarity(center_embeddings(embeddings) if center else embeddings)
+    matrix = pair_similarity(named_embeddings(embeddings, languages, center=center))
     return SentenceSimilarity(
         languages=list(languages),
         matrix=matrix.tolist(),
