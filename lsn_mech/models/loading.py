@@ -46,6 +46,7 @@ def load_model(
     tokenizer: PreTrainedTokenizerBase | str | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    model_id: str | None = None,
 ) -> Any:
     """Load a model as a TransformerLens 4 ``TransformerBridge`` (no weight processing).
 
@@ -54,6 +55,9 @@ def load_model(
     in-memory ``PreTrainedModel`` (then pass ``tokenizer``). The model is moved to
     ``device`` and cast to ``dtype`` before booting, because the bridge does not apply
     them to a pre-loaded model. The bridge modifies the HF model in place.
+    ``model_id`` is the id recorded for provenance and for the check that neurons are
+    applied to the model they were detected on (default: the zoo name, directory or hub
+    id; pass the base model's id for a derived in-memory copy such as a merged adapter).
     """
     target_device = torch.device(device) if device is not None else default_device()
     target_dtype = dtype if dtype is not None else default_dtype(target_device)
@@ -71,7 +75,7 @@ def load_model(
         device=target_device,
         dtype=target_dtype,
     )
-    bridge._lsn_model_id = model_name
+    bridge._lsn_model_id = model_id or model_name
     hook_sites(bridge)  # fail now, with a clear message, if there are no MLP sites
     return bridge
 

@@ -222,10 +222,12 @@ class TransferClassifier:
             merged = copy.deepcopy(self.peft_model).merge_and_unload()
             first = next(merged.parameters())
             self._bridge = load_model(
-                merged, tokenizer=self.tokenizer, device=first.device, dtype=first.dtype
+                merged,
+                tokenizer=self.tokenizer,
+                device=first.device,
+                dtype=first.dtype,
+                model_id=self.base_model_id,
             )
-            if self.base_model_id:
-                self._bridge._lsn_model_id = self.base_model_id
         return self._bridge
 
     def release(self) -> None:
