@@ -16,7 +16,6 @@ from torch import Tensor
 from lsn_mech.experiments._results import load_json, save_json, table, write_csv
 from lsn_mech.experiments.embeddings import (
     Pooling,
-    embedding_provenance,
     embeddings_for,
     named_embeddings,
 )
@@ -184,26 +183,18 @@ def language_dominance(
     Arguments as for `lsn_mech.experiments.sentence_similarity` (``center`` included);
     pass the same ``embeddings`` to both to run the model once.
     """
-    given = embeddings is not None
-    languages, n_texts, embeddings = embeddings_for(
+    languages, embeddings, provenance = embeddings_for(
         model,
         aligned,
         embeddings,
+        method="language_dominance",
         pooling=pooling,
+        center=center,
         batch_size=batch_size,
         max_length=max_length,
         progress=progress,
+        extra={"equation": "h_hat = h - v_k + v_c (Tang et al. Eq. 6)"},
     )
-    parameters = {
-        "pooling": pooling,
-        "languages": languages,
-        "n_texts": n_texts,
-        "max_length": max_length,
-        "embeddings_given": given,
-        "center": center,
-        "equation": "h_hat = h - v_k + v_c (Tang et al. Eq. 6)",
-    }
-    provenance = embedding_provenance(model, aligned, "language_dominance", parameters)
     return dominance_from_embeddings(
         embeddings, languages, pooling=pooling, center=center, provenance=provenance
     )

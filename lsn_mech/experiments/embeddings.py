@@ -264,18 +264,23 @@ def embeddings_for(
     aligned: Mapping[str, Sequence[str]],
     embeddings: Float[Tensor, "lang layer text d_model"] | None,
     *,
+    method: str,
     pooling: Pooling,
+    center: bool,
     batch_size: int,
     max_length: int,
     progress: bool,
-) -> tuple[list[str], int, Float[Tensor, "lang layer text d_model"]]:
-    """Languages, texts per language and embeddings of ``aligned``: the given
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[list[str], Float[Tensor, "lang layer text d_model"], Provenance]:
+    """Languages, embeddings and provenance of an analysis of ``aligned``: the given
     ``embeddings`` after a shape check, else `sentence_embeddings` of ``model``.
 
     Shared by the analyses that accept ready embeddings so that one forward pass can
-    serve several of them (`sentence_similarity`, `language_dominance`).
+    serve several of them (`sentence_similarity`, `language_dominance`); ``method`` and
+    ``extra`` parameters name the analysis in the provenance.
     """
     languages, n_texts = check_aligned(aligned)
+    given = embeddings is not None
     if embeddings is None:
         if model is None:
             raise ValueError("Pass a model, or embeddings=sentence_embeddings(model, aligned).")
@@ -292,24 +297,25 @@ def embeddings_for(
             f"The embeddings ({tuple(embeddings.shape)}) do not match the aligned texts "
             f"({len(languages)} languages × {n_texts} texts)."
         )
-    return languages, n_texts, embeddings
-
-
-def embedding_provenance(
-    model: HookedModel | None,
-    aligned: Mapping[str, Sequence[str]],
-    method: str,
-    parameters: dict[str, Any],
-) -> Provenance:
-    """Provenance of an analysis of aligned texts' residual-stream embeddings."""
-    return Provenance(
+    parameters = {
+        "pooling": pooling,
+        "languages": languages,
+        "n_texts": n_texts,
+        "max_length": max_length,
+        "embeddings_given": given,
+        "center": center,
+        "layer_hook": "blocks.{i}.hook_resid_post",
+        **(extra or {}),
+    }
+    provenance = Provenance(
         model_id=model_id(model) if model is not None else None,
         corpus="aligned texts",
         corpus_hash=stable_hash({k: list(v) for k, v in aligned.items()}),
         method=method,
-        parameters=canonical({**parameters, "layer_hook": "blocks.{i}.hook_resid_post"}),
+        parameters=canonical(parameters),
         library_version=__version__,
     )
+    return languages, embeddings, provenance
 
 
 def named_embeddings(

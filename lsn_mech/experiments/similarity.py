@@ -15,7 +15,6 @@ from torch import Tensor
 from lsn_mech.experiments._results import load_json, save_json, table, write_csv
 from lsn_mech.experiments.embeddings import (
     Pooling,
-    embedding_provenance,
     embeddings_for,
     named_embeddings,
 )
@@ -231,25 +230,17 @@ def sentence_similarity(
         max_length: tokens per text at most.
         progress: show a progress bar.
     """
-    given = embeddings is not None
-    languages, n_texts, embeddings = embeddings_for(
+    languages, embeddings, provenance = embeddings_for(
         model,
         aligned,
         embeddings,
+        method="sentence_similarity",
         pooling=pooling,
+        center=center,
         batch_size=batch_size,
         max_length=max_length,
         progress=progress,
     )
-    parameters = {
-        "pooling": pooling,
-        "languages": languages,
-        "n_texts": n_texts,
-        "max_length": max_length,
-        "embeddings_given": given,
-        "center": center,
-    }
-    provenance = embedding_provenance(model, aligned, "sentence_similarity", parameters)
     return similarity_from_embeddings(
         embeddings, languages, pooling=pooling, center=center, provenance=provenance
     )
