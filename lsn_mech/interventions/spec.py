@@ -14,6 +14,7 @@ A new kind is one frozen dataclass with ``kind``, ``neurons``, its own value fie
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import ClassVar, TypeVar
 
 from lsn_mech.errors import LsnMechError
@@ -80,8 +81,6 @@ class InterventionSpec:
         return cls(**{name: decode(value) for name, value in values.items()})
 
     def _equality_key(self) -> str:
-        import json
-
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def __eq__(self, other: object) -> bool:
