@@ -13,7 +13,6 @@ the ratio ``PPL_intervened / PPL_base``, which is comparable across languages.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,12 @@ from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, Stat
 from lsn_mech.evaluate.perplexity import perplexity
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view
 from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
-from lsn_mech.interventions import set_to
+from lsn_mech.interventions import parse_value, set_to
 from lsn_mech.models.protocol import HookedModel, model_id
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance
 from lsn_mech.stats import ActivationStats
-from lsn_mech.stats.percentiles import Estimate, parse_statistic, statistic
+from lsn_mech.stats.percentiles import Estimate, statistic
 
 ZERO = "zero"
 """The value label of Tang et al.'s deactivation (write 0)."""
@@ -54,37 +53,14 @@ def value_label(value: ValueSpec) -> str:
     """The label of a value: ``"zero"``, ``"mean"``, ``"p10"``, or a constant as ``"-0.17"``.
 
     Raises:
-        ValueError: an unknown name (the message lists the choices).
+        ValueError: an unknown name (an `UnknownInterventionError` listing the choices).
     """
-    if isinstance(value, bool):
-        raise ValueError(f"A deactivation value cannot be a bool, got {value!r}.")
-    if isinstance(value, str) and value == ZERO:
-        return ZERO
-    if isinstance(value, str):
-        try:
-            parse_statistic(value)
-            return value
-        except ValueError:
-            pass
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(
-            f"Unknown deactivation value {value!r}; use 'zero', 'mean', a percentile such "
-            "as 'p5' or 'p10', or a number."
-        ) from None
-    if not math.isfinite(number):
-        raise ValueError(f"A constant deactivation value must be finite, got {value!r}.")
-    return format(number, "g")
+    return parse_value(value, allow_none=False).label
 
 
 def _constant(label: str) -> float | None:
     """The constant a label stands for (``"zero"`` → 0.0), or ``None`` for a statistic."""
-    if label == ZERO:
-        return 0.0
-    if label == "mean" or label.startswith("p"):
-        return None
-    return float(label)
+    return parse_value(label, allow_none=False).constant
 
 
 def _view(p: float | None, base: float, kind: str) -> float | None:

@@ -34,14 +34,14 @@ from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
 from lsn_mech.experiments._results import canonical, load_json, save_json, table
 from lsn_mech.experiments.language_id import LanguageIdentifier
 from lsn_mech.experiments.prompts import default_prompts
-from lsn_mech.interventions import activate, deactivate
+from lsn_mech.interventions import STEERING_SETTINGS, apply, steering_specs
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
 from lsn_mech.models.unembedding import final_residual, unembed
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance, stable_hash
 from lsn_mech.stats import ActivationStats
 
-SETTINGS: tuple[str, ...] = ("normal", "steered", "cross")
+SETTINGS: tuple[str, ...] = STEERING_SETTINGS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,14 +380,10 @@ def _setting(
     target: str | None,
     deactivate_source: bool,
 ) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        if setting == "steered":
-            stack.enter_context(activate(model, neurons[language], stats[language]))
-        elif setting == "cross":
-            assert target is not None
-            if deactivate_source:
-                stack.enter_context(deactivate(model, neurons[language]))
-            stack.enter_context(activate(model, neurons[target], stats[target]))
+    specs = steering_specs(
+        setting, language, neurons=neurons, target=target, deactivate_source=deactivate_source
+    )
+    with apply(model, *specs, stats=stats):
         yield
 
 

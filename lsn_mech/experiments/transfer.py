@@ -28,11 +28,17 @@ from lsn_mech.corpora.tasks import ClassificationTask
 from lsn_mech.errors import LsnMechError
 from lsn_mech.evaluate.classification import ClassificationScores, evaluate_classifier
 from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
-from lsn_mech.interventions import set_to
+from lsn_mech.interventions import (
+    Intervention,
+    ParsedValue,
+    UnknownInterventionError,
+    apply,
+    parse_value,
+)
 from lsn_mech.neurons import LanguageNeurons, NeuronSet
 from lsn_mech.provenance import Provenance
 from lsn_mech.stats.container import ActivationStats
-from lsn_mech.stats.percentiles import Estimate, parse_statistic, statistic_value
+from lsn_mech.stats.percentiles import Estimate, statistic_value
 from lsn_mech.training.classifier import ClassifierConfig, TransferClassifier, finetune_classifier
 
 __all__ = [
@@ -77,24 +83,22 @@ def intervention_value(
     written ``site``; ``read_site="mlp_pre"`` with ``site="mlp_post"`` is the
     reference code's pre-into-post mismatch).
     """
-    if name == "none":
+    parsed = _parse(name)
+    if parsed.is_none:
         return None
-    if name == "zero":
-        return 0.0
-    try:
-        return float(name)
-    except ValueError:
-        pass
-    try:
-        parse_statistic(name)
-    except ValueError:
-        raise TransferExperimentError(
-            f"Unknown intervention {name!r}: use 'none', 'zero', a number such as '1' or "
-            "'-10', 'mean', or a percentile such as 'p90'."
-        ) from None
+    if parsed.constant is not None:
+        return parsed.constant
     return statistic_value(
         stats, language, name, read_site=read_site or site, write_site=site, estimate=estimate
     )
+
+
+def _parse(name: str) -> ParsedValue:
+    """`parse_value`, with the experiment's error type."""
+    try:
+        return parse_value(name)
+    except UnknownInterventionError as error:
+        raise TransferExperimentError(str(error)) from None
 
 
 @dataclass
@@ -211,18 +215,17 @@ def _check_neurons(
 def _evaluate_row(
     classifier: TransferClassifier,
     rows: Any,
-    neurons: NeuronSet,
-    values: Mapping[str, Any],
+    contexts: Mapping[str, Intervention],
     *,
     batch_size: int,
     baseline: ClassificationScores | None,
 ) -> dict[str, dict[str, Any]]:
     cells: dict[str, dict[str, Any]] = {}
-    for name, value in values.items():
-        if value is None:
+    for name, context in contexts.items():
+        if all(spec.kind == "none" for spec in context.specs):
             scores = baseline or evaluate_classifier(classifier, rows, batch_size=batch_size)
         else:
-            with set_to(classifier.bridge, neurons, value):
+            with context:
                 scores = evaluate_classifier(classifier, rows, batch_size=batch_size)
         cells[name] = scores.to_dict()
     return cells
@@ -244,27 +247,39 @@ def _intervention_rows(
     bar: Any,
 ) -> tuple[list[dict[str, str]], list[dict[str, dict[str, Any]]]]:
     rows, cells = [], []
+    parsed = {name: _parse(name) for name in interventions}
     for language in languages:
         test = task.test_set(language)
-        values = {
-            name: intervention_value(
-                stats, language, name, site=site, read_site=read_site, estimate=estimate
-            )
-            for name in interventions
+        # every statistic is read here, before any evaluation: a missing one fails fast
+        contexts = {
+            detector: {
+                name: apply(
+                    classifier.bridge,
+                    word.spec(
+                        sets[language],
+                        language=language,
+                        site=site,
+                        read_site=read_site,
+                        estimate=estimate,
+                    ),
+                    stats=stats,
+                )
+                for name, word in parsed.items()
+            }
+            for detector, sets in neurons.items()
         }
         baseline = (
             evaluate_classifier(classifier, test, batch_size=batch_size)
             if "none" in interventions
             else None
         )
-        for detector, sets in neurons.items():
+        for detector in neurons:
             bar.set_description(f"transfer {setup or 'eval'} {detector} {language}")
             cells.append(
                 _evaluate_row(
                     classifier,
                     test,
-                    sets[language],
-                    values,
+                    contexts[detector],
                     batch_size=batch_size,
                     baseline=baseline,
                 )

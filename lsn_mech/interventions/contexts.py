@@ -11,23 +11,35 @@ the block, including each step of ``model.generate``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from lsn_mech.interventions.edits import Edit, Value
+from lsn_mech.errors import NeuronShapeMismatchError
+from lsn_mech.interventions.edits import Edit, HookFn, Value
+from lsn_mech.interventions.kinds import Add, LiteralValue, Scale, SetToStatistic, SetValue
+from lsn_mech.interventions.spec import InterventionSpec
 from lsn_mech.models.protocol import HookedModel
 from lsn_mech.models.sites import hook_sites
+from lsn_mech.neurons import NeuronSet
+from lsn_mech.stats.container import ActivationStats, LanguageStats
 
 
 class Intervention(contextlib.AbstractContextManager):
-    """A set of edits bound to a model; enter it to apply them."""
+    """A set of edits bound to a model; enter it to apply them.
 
-    def __init__(self, model: HookedModel, edits: list[Edit]) -> None:
+    ``specs`` are the specs the edits were built from (empty when built from edits
+    directly); record them with ``[s.to_dict() for s in intervention.specs]``.
+    """
+
+    def __init__(
+        self, model: HookedModel, edits: list[Edit], specs: Sequence[InterventionSpec] = ()
+    ) -> None:
         self.model = model
         self.edits = edits
+        self.specs = list(specs)
         self._stack: contextlib.ExitStack | None = None
 
-    def hooks(self) -> list[tuple[str, Any]]:
+    def hooks(self) -> list[tuple[str, HookFn]]:
         """The (hook name, fn) pairs this intervention attaches, in application order."""
         sites = hook_sites(self.model)
         return [pair for edit in self.edits for pair in edit.hooks(sites)]
@@ -50,22 +62,43 @@ class Intervention(contextlib.AbstractContextManager):
         return f"Intervention({parts})"
 
 
-def deactivate(model: HookedModel, neurons: Any) -> Intervention:
+def apply(
+    model: HookedModel, *specs: InterventionSpec, stats: ActivationStats | None = None
+) -> Intervention:
+    """The context that applies ``specs`` in order (``stats``: for kinds that read statistics).
+
+    ``with apply(model, parse_intervention("p90", neurons["vi"], language="vi"), stats=s):``
+    Statistics are read here, so a missing one fails before any forward pass.
+    """
+    edits = [edit for spec in specs for edit in spec.edits(stats)]
+    return Intervention(model, edits, specs)
+
+
+def deactivate(model: HookedModel, neurons: NeuronSet) -> Intervention:
     """Set the neurons' activations to 0 (Tang et al.'s deactivation at ``mlp_post``)."""
-    return Intervention(model, [Edit("set", neurons, 0.0)])
+    return apply(model, SetValue(neurons, 0.0))
 
 
-def set_to(model: HookedModel, neurons: Any, value: Value) -> Intervention:
+def set_to(model: HookedModel, neurons: NeuronSet, value: Value) -> Intervention:
     """Overwrite the neurons' activations with ``value``.
 
     ``value`` is a scalar, one value per neuron (a ``[len(neurons)]`` tensor in set
     iteration order), a ``[layer, d_mlp]`` tensor, a per-site mapping such as
     ``stats["fr"].mean``, or a ``LanguageStats`` (its mean).
     """
-    return Intervention(model, [Edit("set", neurons, value)])
+    if isinstance(value, LanguageStats):
+        stats = value.parent
+        if neurons.site not in stats.sites:
+            raise NeuronShapeMismatchError(
+                f"The statistics hold sites {', '.join(stats.sites)}, but these neurons live "
+                f"at {neurons.site!r}. Collect statistics at that site, or pass a tensor."
+            )
+        spec = SetToStatistic(neurons, language=value.language, statistic="mean")
+        return apply(model, spec, stats=stats)
+    return apply(model, SetValue(neurons, value))
 
 
-def activate(model: HookedModel, neurons: Any, stats: Value) -> Intervention:
+def activate(model: HookedModel, neurons: NeuronSet, stats: Value) -> Intervention:
     """Set the neurons to a language's mean activation at their own site (Tang et al. §4.3).
 
     ``stats`` is ``stats["zh"]`` (a ``LanguageStats``), ``stats["zh"].mean``, or any
@@ -74,14 +107,18 @@ def activate(model: HookedModel, neurons: Any, stats: Value) -> Intervention:
     return set_to(model, neurons, stats)
 
 
-def scale(model: HookedModel, neurons: Any, factor: Value) -> Intervention:
+def _literal(value: Value) -> LiteralValue:
+    return value.mean if isinstance(value, LanguageStats) else value
+
+
+def scale(model: HookedModel, neurons: NeuronSet, factor: Value) -> Intervention:
     """Multiply the neurons' activations by ``factor`` (a scalar or per-neuron values)."""
-    return Intervention(model, [Edit("scale", neurons, factor)])
+    return apply(model, Scale(neurons, _literal(factor)))
 
 
-def add(model: HookedModel, neurons: Any, delta: Value) -> Intervention:
+def add(model: HookedModel, neurons: NeuronSet, delta: Value) -> Intervention:
     """Add ``delta`` to the neurons' activations (a scalar or per-neuron values)."""
-    return Intervention(model, [Edit("add", neurons, delta)])
+    return apply(model, Add(neurons, _literal(delta)))
 
 
 @contextlib.contextmanager

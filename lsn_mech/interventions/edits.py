@@ -11,38 +11,69 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from lsn_mech.errors import NeuronShapeMismatchError
-from lsn_mech.models.sites import HookSites
+from lsn_mech.errors import LsnMechError, NeuronShapeMismatchError
+from lsn_mech.models.sites import HookSites, Site
+from lsn_mech.neurons import NeuronSet
+from lsn_mech.stats.container import LanguageStats
 
-Value = float | int | Tensor | Mapping[str, Tensor] | Any
+Value = float | int | Tensor | Mapping[str, Tensor] | LanguageStats
 """A scalar, a ``[n_neurons]`` tensor (one per neuron, in set iteration order), a
-``[layer, d_mlp]`` tensor, a per-site mapping of those, or a ``LanguageStats``."""
+``[layer, d_mlp]`` tensor, a per-site mapping of those, or a ``LanguageStats`` (its mean)."""
+
+EditOp = Literal["set", "scale", "add"]
+"""The three elementwise operations every intervention kind is built from."""
+
+EDIT_OPS: tuple[EditOp, ...] = get_args(EditOp)
+
+HookFn = Callable[[Tensor, Any], Tensor]
+"""A TransformerLens forward hook: ``fn(activation, hook) -> edited activation``."""
+
+
+class UnknownEditError(LsnMechError, ValueError):
+    """An `Edit` names an operation other than set, scale or add."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Edit:
-    """What to do to the activations of a neuron set: ``x -> where(mask, f(x), x)``."""
+    """What to do to the activations of a neuron set: ``x -> where(mask, f(x), x)``.
 
-    kind: str  # "set", "scale" or "add"
-    neurons: Any  # NeuronSet
+    ``site`` is the hook site written (default: the neurons' own site); a set detected
+    at ``mlp_pre`` names the same neurons at ``mlp_post``, so either can be written.
+    """
+
+    kind: EditOp
+    neurons: NeuronSet
     value: Value
+    site: Site | None = None
 
-    def hooks(self, sites: HookSites) -> list[tuple[str, Callable[..., Tensor]]]:
+    def __post_init__(self) -> None:
+        if self.kind not in EDIT_OPS:
+            raise UnknownEditError(
+                f"Unknown edit {self.kind!r}; an Edit is one of {', '.join(EDIT_OPS)}. "
+                "Other interventions are specs (lsn_mech.interventions.kinds())."
+            )
+
+    @property
+    def write_site(self) -> str:
+        """The hook site the edit writes: ``site``, or the neurons' own site."""
+        return self.site or self.neurons.site
+
+    def hooks(self, sites: HookSites) -> list[tuple[str, HookFn]]:
         """(hook name, hook fn) pairs for every layer that holds neurons of the set."""
         _check_shape(self.neurons, sites)
-        dense = _dense_values(self.value, self.neurons, sites)
+        dense = _dense_values(self.value, self.neurons, sites, self.write_site)
         mask = self.neurons.to_mask()
         result = []
         for layer in range(sites.n_layers):
             if not bool(mask[layer].any()):
                 continue
-            name = sites.name(self.neurons.site, layer)
+            name = sites.name(self.write_site, layer)
             vector = dense[layer]
             if self.kind != "set":
                 vector = neutral_outside(self.kind, vector, mask[layer])
@@ -50,7 +81,7 @@ class Edit:
         return result
 
 
-def _layer_hook(kind: str, mask: Tensor, values: Tensor) -> Callable[..., Tensor]:
+def _layer_hook(kind: EditOp, mask: Tensor, values: Tensor) -> HookFn:
     cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
     def placed(activation: Tensor) -> tuple[Tensor, Tensor]:
@@ -85,22 +116,28 @@ def _layer_hook(kind: str, mask: Tensor, values: Tensor) -> Callable[..., Tensor
     return hook
 
 
-def _neutral(kind: str) -> float:
+def _neutral(kind: EditOp) -> float:
     return 1.0 if kind == "scale" else 0.0
 
 
-def _dense_values(value: Value, neurons: Any, sites: HookSites) -> Float[Tensor, "layer d_mlp"]:
-    """Broadcast ``value`` to a ``[layer, d_mlp]`` float32 tensor (used where the mask is set)."""
+def _dense_values(
+    value: Value, neurons: NeuronSet, sites: HookSites, site: str
+) -> Float[Tensor, "layer d_mlp"]:
+    """Broadcast ``value`` to a ``[layer, d_mlp]`` float32 tensor (used where the mask is set).
+
+    A per-site mapping (or a ``LanguageStats``' mean) gives its entry at ``site``, the
+    site written.
+    """
     shape = (sites.n_layers, sites.d_mlp)
-    if hasattr(value, "mean") and hasattr(value, "language") and not isinstance(value, Tensor):
-        value = value.mean  # a LanguageStats: its mean, per site
+    if isinstance(value, LanguageStats):
+        value = value.mean  # its mean, per site
     if isinstance(value, Mapping):
-        if neurons.site not in value:
+        if site not in value:
             raise NeuronShapeMismatchError(
                 f"The statistics hold sites {', '.join(value)}, but these neurons live at "
-                f"{neurons.site!r}. Collect statistics at that site, or pass a tensor."
+                f"{site!r}. Collect statistics at that site, or pass a tensor."
             )
-        value = value[neurons.site]
+        value = value[site]
     if isinstance(value, (int, float)):
         return torch.full(shape, float(value))
     tensor = torch.as_tensor(value).detach().float().cpu()
@@ -121,12 +158,12 @@ def _dense_values(value: Value, neurons: Any, sites: HookSites) -> Float[Tensor,
     )
 
 
-def neutral_outside(kind: str, dense: Tensor, mask: Tensor) -> Tensor:
+def neutral_outside(kind: EditOp, dense: Tensor, mask: Tensor) -> Tensor:
     """``dense`` where ``mask`` is set, the identity value of ``kind`` elsewhere."""
     return torch.where(mask, dense, torch.full_like(dense, _neutral(kind)))
 
 
-def _check_shape(neurons: Any, sites: HookSites) -> None:
+def _check_shape(neurons: NeuronSet, sites: HookSites) -> None:
     if neurons.model_id and sites.model_id and neurons.model_id != sites.model_id:
         warnings.warn(
             f"Neurons detected on {neurons.model_id!r} are applied to {sites.model_id!r}; the "
