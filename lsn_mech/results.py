@@ -159,6 +159,24 @@ def write_csv(path: str | Path, header: Sequence[Any], rows: Sequence[Sequence[A
     return target
 
 
+class PlainRecord:
+    """Mixin for a flat dataclass of plain values (a set of scores) nested in a result:
+    ``to_dict`` / ``from_dict`` through its fields (extra keys are ignored)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise ResultFormatError(
+                f"{cls.__name__} needs the keys {missing}; pass the dict its to_dict() wrote."
+            )
+        return cls(**{name: data[name] for name in names})
+
+
 class Result:
     """Mixin of the result contract for dataclasses: ``save`` / ``load`` (JSON with the
     format tag ``lsn_mech.<ClassName>``), ``to_dict`` / ``from_dict``, and from the table

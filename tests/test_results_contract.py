@@ -412,3 +412,17 @@ def test_method_run_has_named_fields_and_unpacks_as_before() -> None:
     assert (result, evaluated, log, model, routing) == (row, run.evaluated, "log", "model", None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         run.log = None  # type: ignore[misc]
+
+
+def test_scores_are_plain_records() -> None:
+    assert BLEU.to_dict() == {
+        "bleu": 12.5,
+        "chrf": 40.25,
+        "bleu_signature": "b",
+        "chrf_signature": "c",
+        "n": 2,
+    }
+    assert TranslationScores.from_dict({**BLEU.to_dict(), "extra": 1}) == BLEU
+    assert QAScores.from_dict({"exact_match": 1.0, "f1": 2.0, "n": 3}) == QAScores(1.0, 2.0, 3)
+    with pytest.raises(ResultFormatError, match=r"\['n'\]"):
+        QAScores.from_dict({"exact_match": 1.0, "f1": 2.0})

@@ -43,7 +43,7 @@ from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.evaluate.translation import generate_lines
 from lsn_mech.models.protocol import model_id
 from lsn_mech.provenance import Provenance
-from lsn_mech.results import Result, ResultTable
+from lsn_mech.results import PlainRecord, Result, ResultTable
 
 __all__ = [
     "QAEvalError",
@@ -347,19 +347,12 @@ def _segment_cjk(text: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class QAScores:
+class QAScores(PlainRecord):
     """SQuAD exact match and F1 (0–100) over ``n`` questions."""
 
     exact_match: float
     f1: float
     n: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> QAScores:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
     def __str__(self) -> str:
         return f"EM {self.exact_match:.2f}, F1 {self.f1:.2f}, n={self.n}"

@@ -42,7 +42,7 @@ from lsn_mech.corpora.translation import (
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.models.protocol import model_id
 from lsn_mech.provenance import Provenance
-from lsn_mech.results import Result, ResultTable
+from lsn_mech.results import PlainRecord, Result, ResultTable
 from lsn_mech.results import read_scored_result_fields as read_scored_result_fields
 from lsn_mech.results import scored_result_fields as scored_result_fields
 from lsn_mech.results import write_result_json as write_result_json
@@ -75,7 +75,7 @@ def bleu_tokenizer(target_language: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class TranslationScores:
+class TranslationScores(PlainRecord):
     """Corpus BLEU and chrF of ``n`` sentences, each with its sacreBLEU signature."""
 
     bleu: float
@@ -83,13 +83,6 @@ class TranslationScores:
     bleu_signature: str
     chrf_signature: str
     n: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TranslationScores:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
     def __str__(self) -> str:
         return f"BLEU {self.bleu:.2f} ({self.bleu_signature}), chrF {self.chrf:.2f}, n={self.n}"
