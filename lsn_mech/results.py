@@ -1,24 +1,64 @@
-"""Shared plumbing of result objects (experiments, detectors): lossless JSON files and
-plain-text tables."""
+"""The persistence contract every result object shares: lossless JSON with a checked
+format tag, a declared table (CSV, pandas, HTML) and provenance.
+
+A result is a dataclass that inherits `Result` and declares its table once:
+
+```python
+@dataclasses.dataclass
+class LayerCounts(Result):
+    languages: list[str]
+    counts: list[int]
+    provenance: Provenance = dataclasses.field(default_factory=Provenance)
+
+    def tabulate(self) -> ResultTable:
+        rows = [[language, n] for language, n in zip(self.languages, self.counts)]
+        return ResultTable(["language", "neurons"], rows)
+
+counts.save("counts.json")           # {"languages": ..., "format": "lsn_mech.LayerCounts"}
+LayerCounts.load("counts.json")      # checks the tag; ResultFormatError names the class to use
+counts.to_csv("counts.csv"); counts.to_pandas()
+```
+
+Nested objects (scores, steps) are written through their own ``to_dict`` (or as plain
+dataclasses) and rebuilt by overriding `Result._revive`. The functions below
+(`save_json`, `load_json`, `write_result_json`, ...) are the same contract for code that
+does not inherit `Result`.
+"""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import html
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from lsn_mech.errors import LsnMechError
 from lsn_mech.provenance import Provenance
 
 T = TypeVar("T")
+R = TypeVar("R", bound="Result")
+
+#: Every `Result` subclass by its format tag, to name the class that reads a file.
+_RESULT_CLASSES: dict[str, type[Result]] = {}
 
 
 class ResultFormatError(LsnMechError, ValueError):
     """A result file is not of the expected kind, or not a lsn_mech result at all."""
+
+
+class ResultOperationError(LsnMechError, NotImplementedError):
+    """A result was asked for a view it does not have (a table, a plot)."""
+
+
+class ResultTable(NamedTuple):
+    """The rows a result writes to CSV, pandas and HTML, under one header."""
+
+    header: Sequence[str]
+    rows: Sequence[Sequence[Any]]
 
 
 def canonical(value: Any) -> Any:
@@ -33,42 +73,78 @@ def json_path(path: str | Path) -> Path:
     return target if target.suffix == ".json" else target.with_name(target.name + ".json")
 
 
-def save_json(result: Any, path: str | Path) -> Path:
-    """Write a dataclass result as JSON; floats round-trip exactly (``repr``)."""
+def format_tag_of(cls: type) -> str:
+    """The format tag a class writes into its JSON files: ``lsn_mech.<ClassName>``."""
+    return getattr(cls, "format_tag", None) or f"lsn_mech.{cls.__name__}"
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: objects through their own ``to_dict``, other
+    dataclasses field by field, mappings and sequences element-wise."""
+    if hasattr(value, "to_dict") and not isinstance(value, type):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+def result_fields(result: Any) -> dict[str, Any]:
+    """A dataclass result's fields as JSON-ready data (see `plain`)."""
+    return {f.name: plain(getattr(result, f.name)) for f in dataclasses.fields(result)}
+
+
+def write_result_json(data: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``data`` as indented UTF-8 JSON to ``path`` (``.json`` appended when it has
+    another suffix or none, parent folders created); the path written. Floats round-trip
+    exactly (``repr``)."""
     target = json_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    data = dataclasses.asdict(result)
-    data["provenance"] = result.provenance.to_dict()
-    data["format"] = f"lsn_mech.{type(result).__name__}"
     target.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
     return target
 
 
-def load_json(
-    cls: type[T], path: str | Path, prepare: Callable[[dict[str, Any]], None] | None = None
-) -> T:
-    """Read a result written by `save_json`, checking that it is a ``cls``.
+def _reader_of(tag: object) -> str:
+    owner = _RESULT_CLASSES.get(tag) if isinstance(tag, str) else None
+    if owner is None:
+        return "the class that wrote it"
+    return f"{owner.__module__}.{owner.__qualname__}.load"
 
-    ``prepare`` may rebuild nested objects in the field dict before ``cls(**fields)``.
+
+def read_result_json(path: str | Path, expected: str | type | None = None) -> dict[str, Any]:
+    """The fields of a result JSON file, without its ``format`` tag.
+
+    ``expected`` (a format tag, or the class whose tag it is) is checked against the
+    file's tag: a file of another kind, or with none, raises `ResultFormatError` naming
+    the class that reads it. ``path`` may omit the ``.json`` suffix.
     """
     source = Path(path)
     if not source.exists() and json_path(source).exists():
         source = json_path(source)
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultFormatError(f"{source} is not a JSON result file: {exc}") from None
-    expected = f"lsn_mech.{cls.__name__}"
-    found = data.pop("format", None) if isinstance(data, dict) else None
-    if found != expected:
+    if not isinstance(data, dict):
+        raise ResultFormatError(f"{source} holds a JSON {type(data).__name__}, not a result.")
+    found = data.pop("format", None)
+    if expected is None:
+        return data
+    tag = expected if isinstance(expected, str) else format_tag_of(expected)
+    name = tag.removeprefix("lsn_mech.")
+    if found is None:
         raise ResultFormatError(
-            f"{source} holds {found or 'no lsn_mech result'}, not a {cls.__name__}; load it "
-            f"with the class that wrote it."
+            f"{source} has no 'format' tag, so it was not written by {name}.save(); "
+            f"load only files that {name}.save() wrote."
         )
-    data["provenance"] = Provenance.from_dict(data.get("provenance"))
-    if prepare is not None:
-        prepare(data)
-    return cls(**data)
+    if found != tag:
+        raise ResultFormatError(
+            f"{source} holds a {found!r} file, not a {name}; load it with {_reader_of(found)}."
+        )
+    return data
 
 
 def write_csv(path: str | Path, header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> Path:
@@ -81,6 +157,153 @@ def write_csv(path: str | Path, header: Sequence[Any], rows: Sequence[Sequence[A
         for row in rows:
             writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
     return target
+
+
+class PlainRecord:
+    """Mixin for a flat dataclass of plain values (a set of scores) nested in a result:
+    ``to_dict`` / ``from_dict`` through its fields (extra keys are ignored)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise ResultFormatError(
+                f"{cls.__name__} needs the keys {missing}; pass the dict its to_dict() wrote."
+            )
+        return cls(**{name: data[name] for name in names})
+
+
+class Result:
+    """Mixin of the result contract for dataclasses: ``save`` / ``load`` (JSON with the
+    format tag ``lsn_mech.<ClassName>``), ``to_dict`` / ``from_dict``, and from the table
+    a subclass declares in `tabulate`: ``to_csv``, ``to_pandas`` and ``_repr_html_``.
+
+    Subclasses carry a ``provenance: Provenance`` field, override `_revive` when a field
+    holds objects that JSON turns into dicts, and may override ``plot``.
+    """
+
+    format_tag: ClassVar[str] = "lsn_mech.Result"
+    provenance: Provenance
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "format_tag" not in cls.__dict__:
+            cls.format_tag = f"lsn_mech.{cls.__name__}"
+        _RESULT_CLASSES[cls.format_tag] = cls
+
+    # ----- JSON -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-ready data (nested objects through their ``to_dict``)."""
+        return result_fields(self)
+
+    @classmethod
+    def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        """Rebuild the nested objects of ``fields`` read from JSON (``provenance`` is
+        already a `Provenance`); override when a field holds more than plain data."""
+        return fields
+
+    @classmethod
+    def from_dict(cls: type[R], data: Mapping[str, Any]) -> R:
+        """Inverse of `to_dict` (a ``format`` key is ignored)."""
+        fields = {key: value for key, value in data.items() if key != "format"}
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(fields) - names)
+        if unknown:
+            raise ResultFormatError(
+                f"Fields {unknown} are not fields of {cls.__name__} ({', '.join(sorted(names))}); "
+                "the file comes from another lsn_mech version or class: load it there."
+            )
+        if "provenance" in names:
+            fields["provenance"] = Provenance.from_dict(fields.get("provenance"))
+        return cls(**cls._revive(fields))
+
+    def save(self, path: str | Path) -> Path:
+        """Lossless JSON (``.json`` is added when missing); the path written."""
+        return write_result_json({**self.to_dict(), "format": self.format_tag}, path)
+
+    @classmethod
+    def load(cls: type[R], path: str | Path) -> R:
+        """Read a result written by `save`; a file of another kind raises
+        `ResultFormatError` naming the class that reads it."""
+        return cls.from_dict(read_result_json(path, cls.format_tag))
+
+    # ----- table ----------------------------------------------------------------------
+    def tabulate(self, *args: Any, **options: Any) -> ResultTable:
+        """The result as one table (header and rows); options choose a view."""
+        raise ResultOperationError(
+            f"{type(self).__name__} declares no table; save() it as JSON or read its fields."
+        )
+
+    def to_csv(self, path: str | Path, *args: Any, **options: Any) -> Path:
+        """Write `tabulate` (with the same options) as CSV; floats exact (``repr``)."""
+        header, rows = self.tabulate(*args, **options)
+        return write_csv(path, header, rows)
+
+    def to_pandas(self, *args: Any, **options: Any) -> Any:
+        """`tabulate` (with the same options) as a ``pandas.DataFrame``."""
+        import pandas as pd
+
+        header, rows = self.tabulate(*args, **options)
+        return pd.DataFrame([list(row) for row in rows], columns=list(header))
+
+    def _repr_html_(self) -> str | None:
+        """Notebook view: the default table, headed by the class and method."""
+        if type(self).tabulate is Result.tabulate:
+            return None
+        method = getattr(getattr(self, "provenance", None), "method", None)
+        title = type(self).__name__ + (f" ({method})" if method else "")
+        frame = self.to_pandas()
+        return f"<p><b>{html.escape(title)}</b></p>" + frame.to_html(index=False, max_rows=60)
+
+    def plot(self, *args: Any, **options: Any) -> Any:
+        """A plotly figure of the result (subclasses that have one override this)."""
+        raise ResultOperationError(
+            f"{type(self).__name__} has no plot; plot to_pandas() or its fields yourself."
+        )
+
+
+# ----- functions for results that do not inherit `Result` ---------------------------------
+def save_json(result: Any, path: str | Path) -> Path:
+    """Write a dataclass result as JSON tagged ``lsn_mech.<ClassName>``; floats round-trip
+    exactly (``repr``)."""
+    return write_result_json({**result_fields(result), "format": format_tag_of(type(result))}, path)
+
+
+def load_json(
+    cls: type[T], path: str | Path, prepare: Callable[[dict[str, Any]], None] | None = None
+) -> T:
+    """Read a result written by `save_json`, checking that it is a ``cls``.
+
+    ``prepare`` may rebuild nested objects in the field dict before ``cls(**fields)``.
+    """
+    data = read_result_json(path, format_tag_of(cls))
+    data["provenance"] = Provenance.from_dict(data.get("provenance"))
+    if prepare is not None:
+        prepare(data)
+    return cls(**data)
+
+
+def scored_result_fields(result: Any) -> dict[str, Any]:
+    """A result dataclass as plain data: ``dataclasses.asdict``, with its ``scores`` and
+    ``provenance`` through their own ``to_dict`` (kept for imports; `Result.to_dict`
+    does this for every field)."""
+    return result_fields(result)
+
+
+def read_scored_result_fields(
+    path: str | Path, scores_type: Any, expected: str | type | None = None
+) -> dict[str, Any]:
+    """The constructor arguments of a result saved from `scored_result_fields`: the JSON
+    file's fields without ``format`` (checked when ``expected`` is given), ``scores``
+    rebuilt by ``scores_type.from_dict`` and ``provenance`` by `Provenance.from_dict`."""
+    data = read_result_json(path, expected)
+    data["scores"] = scores_type.from_dict(data["scores"])
+    data["provenance"] = Provenance.from_dict(data.get("provenance"))
+    return data
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, digits: int = 3) -> str:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -17,6 +15,7 @@ from lsn_mech.evaluate.perplexity import perplexity
 from lsn_mech.interventions import deactivate
 from lsn_mech.models.protocol import HookedModel, model_id
 from lsn_mech.provenance import Provenance
+from lsn_mech.results import Result, ResultTable
 
 KINDS = ("ppl", "delta", "ratio", "log_ratio")
 
@@ -40,7 +39,7 @@ def ppl_view(ppl: list[list[float]], base: list[float], kind: str) -> list[list[
 
 
 @dataclasses.dataclass
-class PPLChangeMatrix:
+class PPLChangeMatrix(Result):
     """Perplexities with each row's neurons deactivated, per evaluated language (columns).
 
     Base perplexities differ a lot between languages, so compare effects across
@@ -77,36 +76,11 @@ class PPLChangeMatrix:
                 result[row_name] = matrix[i][j] == max(matrix[i])
         return result
 
-    def to_csv(self, path: str | Path, kind: str = "ppl") -> Path:
-        """Write one ``kind`` of the matrix, with the base perplexities as the first row."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        lines = ["deactivated," + ",".join(self.columns)]
-        lines.append("none (base)," + ",".join(repr(b) for b in self.base))
-        for name, row in zip(self.rows, self.values(kind)):
-            lines.append(name + "," + ",".join(repr(v) for v in row))
-        target.write_text("\n".join(lines) + "\n")
-        return target
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON (floats round-trip exactly through ``repr``)."""
-        target = Path(path)
-        if target.suffix != ".json":
-            target = target.with_name(target.name + ".json")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = dataclasses.asdict(self)
-        data["provenance"] = self.provenance.to_dict()
-        data["format"] = "lsn_mech.PPLChangeMatrix"
-        target.write_text(json.dumps(data, indent=2))
-        return target
-
-    @classmethod
-    def load(cls, path: str | Path) -> PPLChangeMatrix:
-        """Read a matrix written by `save`."""
-        data = json.loads(Path(path).read_text())
-        data.pop("format", None)
-        data["provenance"] = Provenance.from_dict(data.get("provenance"))
-        return cls(**data)
+    def tabulate(self, kind: str = "ppl") -> ResultTable:
+        """One ``kind`` of the matrix, with the base perplexities as the first row."""
+        rows = [["none (base)", *self.base]]
+        rows += [[name, *row] for name, row in zip(self.rows, self.values(kind))]
+        return ResultTable(["deactivated", *self.columns], rows)
 
     def plot(self, kind: str = "log_ratio") -> Any:
         """A plotly heatmap (rows: deactivated, columns: evaluated)."""

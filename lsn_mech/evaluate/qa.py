@@ -24,7 +24,6 @@ import re
 import unicodedata
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
@@ -41,14 +40,10 @@ from lsn_mech.corpora.translation import (
     target_only_example,
 )
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
-from lsn_mech.evaluate.translation import (
-    generate_lines,
-    read_scored_result_fields,
-    scored_result_fields,
-    write_result_json,
-)
+from lsn_mech.evaluate.translation import generate_lines
 from lsn_mech.models.protocol import model_id
 from lsn_mech.provenance import Provenance
+from lsn_mech.results import PlainRecord, Result, ResultTable
 
 __all__ = [
     "QAEvalError",
@@ -352,19 +347,12 @@ def _segment_cjk(text: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class QAScores:
+class QAScores(PlainRecord):
     """SQuAD exact match and F1 (0–100) over ``n`` questions."""
 
     exact_match: float
     f1: float
     n: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> QAScores:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
     def __str__(self) -> str:
         return f"EM {self.exact_match:.2f}, F1 {self.f1:.2f}, n={self.n}"
@@ -441,7 +429,7 @@ def qa_scores(
 
 # ----- evaluation -------------------------------------------------------------------------
 @dataclasses.dataclass
-class QAResult:
+class QAResult(Result):
     """Scores of one language with every question's id, prediction, golds and row scores."""
 
     language: str
@@ -453,31 +441,20 @@ class QAResult:
     f1: list[float]
     provenance: Provenance = dataclasses.field(default_factory=Provenance)
 
+    def tabulate(self) -> ResultTable:
+        """One row per question: id, prediction, gold answers, exact match, F1."""
+        header = ["id", "prediction", "references", "exact_match", "f1"]
+        rows = zip(self.ids, self.predictions, self.references, self.exact_match, self.f1)
+        return ResultTable(header, [list(r) for r in rows])
+
     def table(self) -> Any:
         """One row per question (a ``pandas.DataFrame``)."""
-        import pandas as pd
-
-        return pd.DataFrame(
-            {
-                "id": self.ids,
-                "prediction": self.predictions,
-                "references": self.references,
-                "exact_match": self.exact_match,
-                "f1": self.f1,
-            }
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return scored_result_fields(self)
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON."""
-        return write_result_json({"format": "lsn_mech.QAResult", **self.to_dict()}, path)
+        return self.to_pandas()
 
     @classmethod
-    def load(cls, path: str | Path) -> QAResult:
-        """Read a result written by `save`."""
-        return cls(**read_scored_result_fields(path, QAScores))
+    def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        fields["scores"] = QAScores.from_dict(fields["scores"])
+        return fields
 
     def __str__(self) -> str:
         return f"{self.language}: {self.scores}"

@@ -19,11 +19,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import random
 import weakref
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,6 +42,10 @@ from lsn_mech.corpora.translation import (
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.models.protocol import model_id
 from lsn_mech.provenance import Provenance
+from lsn_mech.results import PlainRecord, Result, ResultTable
+from lsn_mech.results import read_scored_result_fields as read_scored_result_fields
+from lsn_mech.results import scored_result_fields as scored_result_fields
+from lsn_mech.results import write_result_json as write_result_json
 
 #: sacreBLEU tokenizer per target language; every other language uses ``"13a"``.
 #: Chinese uses sacreBLEU's ``"zh"`` tokenizer (the WMT convention). Japanese, Korean and
@@ -73,7 +75,7 @@ def bleu_tokenizer(target_language: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class TranslationScores:
+class TranslationScores(PlainRecord):
     """Corpus BLEU and chrF of ``n`` sentences, each with its sacreBLEU signature."""
 
     bleu: float
@@ -81,13 +83,6 @@ class TranslationScores:
     bleu_signature: str
     chrf_signature: str
     n: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TranslationScores:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
     def __str__(self) -> str:
         return f"BLEU {self.bleu:.2f} ({self.bleu_signature}), chrF {self.chrf:.2f}, n={self.n}"
@@ -442,39 +437,10 @@ def translate(
 
 
 # ----- results ----------------------------------------------------------------------------
-def write_result_json(data: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``data`` as indented UTF-8 JSON to ``path`` (``.json`` appended when it has
-    another suffix or none, parent folders created); the path written."""
-    target = Path(path)
-    if target.suffix != ".json":
-        target = target.with_name(target.name + ".json")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    return target
-
-
-def scored_result_fields(result: Any) -> dict[str, Any]:
-    """A result dataclass as plain data: ``dataclasses.asdict``, with its ``scores`` and
-    ``provenance`` through their own ``to_dict``."""
-    data = dataclasses.asdict(result)
-    data["scores"] = result.scores.to_dict()
-    data["provenance"] = result.provenance.to_dict()
-    return data
-
-
-def read_scored_result_fields(path: str | Path, scores_type: Any) -> dict[str, Any]:
-    """The constructor arguments of a result saved from `scored_result_fields`: the JSON
-    file's fields without ``format``, ``scores`` rebuilt by ``scores_type.from_dict`` and
-    ``provenance`` by `Provenance.from_dict`."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    data.pop("format", None)
-    data["scores"] = scores_type.from_dict(data["scores"])
-    data["provenance"] = Provenance.from_dict(data.get("provenance"))
-    return data
-
-
+# The JSON helpers that lived here (write_result_json, scored_result_fields,
+# read_scored_result_fields) are `lsn_mech.results`'s; they stay importable from here.
 @dataclasses.dataclass
-class TranslationResult:
+class TranslationResult(Result):
     """Scores of one translation direction with every prompt, hypothesis and reference."""
 
     src_lang: str
@@ -491,30 +457,19 @@ class TranslationResult:
     def direction(self) -> str:
         return f"{self.src_lang}-{self.tgt_lang}"
 
+    def tabulate(self) -> ResultTable:
+        """One row per sentence: source, reference, hypothesis, prompt."""
+        rows = zip(self.sources, self.references, self.hypotheses, self.prompts)
+        return ResultTable(["source", "reference", "hypothesis", "prompt"], [list(r) for r in rows])
+
     def table(self) -> Any:
         """One row per sentence (a ``pandas.DataFrame``)."""
-        import pandas as pd
-
-        return pd.DataFrame(
-            {
-                "source": self.sources,
-                "reference": self.references,
-                "hypothesis": self.hypotheses,
-                "prompt": self.prompts,
-            }
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return scored_result_fields(self)
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON."""
-        return write_result_json({"format": "lsn_mech.TranslationResult", **self.to_dict()}, path)
+        return self.to_pandas()
 
     @classmethod
-    def load(cls, path: str | Path) -> TranslationResult:
-        """Read a result written by `save`."""
-        return cls(**read_scored_result_fields(path, TranslationScores))
+    def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        fields["scores"] = TranslationScores.from_dict(fields["scores"])
+        return fields
 
     def __str__(self) -> str:
         return f"{self.direction} ({self.shots}-shot): {self.scores}"
@@ -614,7 +569,7 @@ def evaluate_translation(
 
 
 @dataclasses.dataclass
-class TranslationTable:
+class TranslationTable(Result):
     """Scores per direction (``"en-fr"`` → `TranslationScores`) for one setting."""
 
     scores: dict[str, TranslationScores]
@@ -644,40 +599,16 @@ class TranslationTable:
             out.append({"direction": direction, "src": src, "tgt": tgt, **s.to_dict()})
         return out
 
-    def to_csv(self, path: str | Path) -> Path:
-        """Write `rows` as CSV."""
-        import csv
-
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        rows = self.rows()
+    def tabulate(self) -> ResultTable:
+        """`rows` as a table: direction, src, tgt, n, bleu, chrf and both signatures."""
         fields = ["direction", "src", "tgt", "n", "bleu", "chrf"]
         fields += ["bleu_signature", "chrf_signature"]
-        with target.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        return target
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON."""
-        data = {
-            "format": "lsn_mech.TranslationTable",
-            "scores": {k: v.to_dict() for k, v in self.scores.items()},
-            "setting": self.setting,
-            "provenance": self.provenance.to_dict(),
-        }
-        return write_result_json(data, path)
+        return ResultTable(fields, [[row[f] for f in fields] for row in self.rows()])
 
     @classmethod
-    def load(cls, path: str | Path) -> TranslationTable:
-        """Read a table written by `save`."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(
-            scores={k: TranslationScores.from_dict(v) for k, v in data["scores"].items()},
-            setting=data.get("setting", ""),
-            provenance=Provenance.from_dict(data.get("provenance")),
-        )
+    def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        fields["scores"] = {k: TranslationScores.from_dict(v) for k, v in fields["scores"].items()}
+        return fields
 
     def plot(self, metric: str = "bleu", kind: str = "bar") -> Any:
         """A plotly bar chart per direction, or a source × target heatmap."""

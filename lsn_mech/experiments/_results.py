@@ -1,7 +1,9 @@
 """Kept for imports inside `lsn_mech.experiments`; the helpers live in `lsn_mech.results`."""
 
 from lsn_mech.results import (
+    Result,
     ResultFormatError,
+    ResultTable,
     canonical,
     json_path,
     load_json,
@@ -11,7 +13,9 @@ from lsn_mech.results import (
 )
 
 __all__ = [
+    "Result",
     "ResultFormatError",
+    "ResultTable",
     "canonical",
     "json_path",
     "load_json",

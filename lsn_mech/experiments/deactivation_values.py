@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from jaxtyping import Bool, Float
@@ -26,7 +25,7 @@ from lsn_mech.corpora.sources import corpus_identity, corpus_languages
 from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, StatisticsMismatchError
 from lsn_mech.evaluate.perplexity import perplexity
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view
-from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.interventions import parse_value, set_to
 from lsn_mech.models.protocol import HookedModel, model_id
 from lsn_mech.neurons import LanguageNeurons
@@ -74,7 +73,7 @@ def _check_kind(kind: str) -> str:
 
 
 @dataclasses.dataclass
-class DeactivationValuePPL:
+class DeactivationValuePPL(Result):
     """Perplexities with each language's neurons set to each value (Mondal et al., Fig. 1).
 
     Attributes:
@@ -137,23 +136,14 @@ class DeactivationValuePPL:
         plane = self.ppl[self._value_index(value)]
         return [[_view(p, b, kind) for p, b in zip(row, self.base)] for row in plane]
 
-    def to_csv(self, path: str | Path, kind: str = "delta") -> Path:
+    def tabulate(self, kind: str = "delta") -> ResultTable:
         """One row per language: neurons, base PPL, then ``kind`` of each value."""
         own = self.own(kind)
         rows = [
             [lang, n, self.base[self.columns.index(lang)], *(own[v][i] for v in range(len(own)))]
             for i, (lang, n) in enumerate(zip(self.languages, self.n_neurons))
         ]
-        return write_csv(path, ["language", "neurons", "base_ppl", *self.values], rows)
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON (``.json`` is added when missing)."""
-        return save_json(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> DeactivationValuePPL:
-        """Read a result written by `save`."""
-        return load_json(cls, path)
+        return ResultTable(["language", "neurons", "base_ppl", *self.values], rows)
 
     def plot(self, kind: str = "delta") -> Any:
         """Grouped bars (Fig. 1): per language, the change of its own perplexity for each

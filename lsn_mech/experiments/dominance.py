@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,7 +12,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from lsn_mech.experiments._results import load_json, save_json, table, write_csv
+from lsn_mech.experiments._results import Result, ResultTable, table
 from lsn_mech.experiments.embeddings import (
     Pooling,
     embeddings_for,
@@ -58,7 +57,7 @@ def dominance_scores(
 
 
 @dataclasses.dataclass
-class LanguageDominance:
+class LanguageDominance(Result):
     """Dominance of each language as the target of Eq. 6, per layer (Fig. 7).
 
     Attributes:
@@ -97,19 +96,10 @@ class LanguageDominance:
             values = [row[layer] for row in self.scores]
         return sorted(zip(self.languages, values), key=lambda kv: -kv[1])
 
-    def to_csv(self, path: str | Path) -> Path:
+    def tabulate(self) -> ResultTable:
         """One row per layer, one column per target language (the scores)."""
         rows = [[layer, *(row[layer] for row in self.scores)] for layer in range(self.n_layers)]
-        return write_csv(path, ["layer", *self.languages], rows)
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON (``.json`` is added when missing)."""
-        return save_json(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> LanguageDominance:
-        """Read a result written by `save`."""
-        return load_json(cls, path)
+        return ResultTable(["layer", *self.languages], rows)
 
     def plot(self) -> Any:
         """One line per target language: its dominance score over the layers (Fig. 7)."""

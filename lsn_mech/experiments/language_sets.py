@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from lsn_mech._version import __version__
 from lsn_mech.errors import MissingLanguageError
-from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.experiments.method_overlap import pair_counts
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance
@@ -52,7 +51,7 @@ Detector = Callable[..., LanguageNeurons]
 
 
 @dataclasses.dataclass
-class LanguageSetDependency:
+class LanguageSetDependency(Result):
     """The neurons of each shared language when detected in set ``A`` and in set ``B``.
 
     Attributes:
@@ -94,20 +93,11 @@ class LanguageSetDependency:
             )
         ]
 
-    def to_csv(self, path: str | Path) -> Path:
+    def tabulate(self) -> ResultTable:
         """One row per shared language: sizes, intersection, Jaccard."""
-        return write_csv(
-            path, ["language", "size_a", "size_b", "intersection", "jaccard"], self._rows()
+        return ResultTable(
+            ["language", "size_a", "size_b", "intersection", "jaccard"], self._rows()
         )
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON (``.json`` is added when missing)."""
-        return save_json(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> LanguageSetDependency:
-        """Read a result written by `save`."""
-        return load_json(cls, path)
 
     def plot(self) -> Any:
         """Plotly figure: neurons per language in each set (Mondal et al., Figs. 2–7), and

@@ -4,17 +4,16 @@ Table 10)."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from lsn_mech._version import __version__
-from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance
 
 
 @dataclasses.dataclass
-class LayerDistribution:
+class LayerDistribution(Result):
     """Neuron counts per layer for every language, their union and the shared neurons.
 
     Attributes:
@@ -53,22 +52,13 @@ class LayerDistribution:
             return list(self.shared)
         return list(self.counts[self.languages.index(language)])
 
-    def to_csv(self, path: str | Path) -> Path:
+    def tabulate(self) -> ResultTable:
         """One row per layer; columns: the languages, ``union``, ``shared``."""
         rows = [
             [layer, *(row[layer] for row in self.counts), self.union[layer], self.shared[layer]]
             for layer in range(self.n_layers)
         ]
-        return write_csv(path, ["layer", *self.languages, "union", "shared"], rows)
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON (``.json`` is added when missing)."""
-        return save_json(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> LayerDistribution:
-        """Read a distribution written by `save`."""
-        return load_json(cls, path)
+        return ResultTable(["layer", *self.languages, "union", "shared"], rows)
 
     def plot(self, *, union: bool = True, share: bool = False) -> Any:
         """Plotly line chart: one line per language (+ the union), x = layer.

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from lsn_mech._version import __version__
 from lsn_mech.errors import MissingLanguageError
-from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.neurons import LanguageNeurons, NeuronSet
 from lsn_mech.provenance import Provenance
 
 
 @dataclasses.dataclass
-class MethodOverlap:
+class MethodOverlap(Result):
     """Per-language overlap of the neurons two methods (``names``) select.
 
     Attributes:
@@ -113,20 +112,11 @@ class MethodOverlap:
         a, b = self.names
         return ["language", f"|{a}|", f"|{b}|", "|A∩B|", "Jaccard", "overlap coef.", "chance |A∩B|"]
 
-    def to_csv(self, path: str | Path) -> Path:
+    def tabulate(self) -> ResultTable:
         """One row per language with every count and ratio."""
         header = ["language", "size_a", "size_b", "intersection", "jaccard"]
         header += ["overlap_coefficient", "chance_intersection"]
-        return write_csv(path, header, self._rows())
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON (``.json`` is added when missing)."""
-        return save_json(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> MethodOverlap:
-        """Read a comparison written by `save`."""
-        return load_json(cls, path)
+        return ResultTable(header, self._rows())
 
     def plot(self, language: str | None = None) -> Any:
         """Plotly figure with two panels: ``|A|``, ``|B|``, ``|A ∩ B|`` per language, and

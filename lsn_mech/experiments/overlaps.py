@@ -4,11 +4,10 @@ Japanese neurons overlap)."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Literal
 
 from lsn_mech._version import __version__
-from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance
 
@@ -17,7 +16,7 @@ KINDS: tuple[str, ...] = ("jaccard", "intersection", "fraction")
 
 
 @dataclasses.dataclass
-class OverlapResult:
+class OverlapResult(Result):
     """Pairwise overlap of the languages' neuron sets.
 
     Stores the raw intersection sizes, from which every view is computed:
@@ -83,20 +82,11 @@ class OverlapResult:
         ]
         return sorted(pairs, key=lambda p: -p[2])
 
-    def to_csv(self, path: str | Path, kind: str | None = None) -> Path:
+    def tabulate(self, kind: str | None = None) -> ResultTable:
         """The matrix in one view, with a label column."""
         matrix = self.values(kind)
         rows = [[lang, *row] for lang, row in zip(self.languages, matrix)]
-        return write_csv(path, [kind or self.kind, *self.languages], rows)
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON (``.json`` is added when missing)."""
-        return save_json(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> OverlapResult:
-        """Read a result written by `save`."""
-        return load_json(cls, path)
+        return ResultTable([kind or self.kind, *self.languages], rows)
 
     def plot(self, kind: str | None = None) -> Any:
         """A plotly heatmap of the matrix in one view."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 from lsn_mech._version import __version__
 from lsn_mech.corpora.windows import tokenizer_adds_bos
 from lsn_mech.errors import EmptyCorpusError
-from lsn_mech.experiments._results import load_json, save_json
+from lsn_mech.experiments._results import Result, ResultTable
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
 from lsn_mech.models.sites import hook_sites
 from lsn_mech.neurons import NeuronSet
@@ -122,7 +121,7 @@ def nearest_centroid_accuracy(points: Tensor, labels: Tensor) -> float:
 
 
 @dataclasses.dataclass
-class NeuronProjection:
+class NeuronProjection(Result):
     """2-D PCA points of texts in a neuron subspace, with their languages.
 
     Attributes:
@@ -163,12 +162,10 @@ class NeuronProjection:
         )
         return figure
 
-    def save(self, path: str | Path) -> Path:
-        return save_json(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> NeuronProjection:
-        return load_json(cls, path)
+    def tabulate(self) -> ResultTable:
+        """One row per text: its language and its two coordinates."""
+        rows = [[language, *point] for language, point in zip(self.languages, self.points)]
+        return ResultTable(["language", "x", "y"], rows)
 
 
 def neuron_projection(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -15,7 +14,7 @@ from lsn_mech.corpora.sources import corpus_identity, corpus_languages
 from lsn_mech.errors import MissingLanguageError
 from lsn_mech.evaluate.perplexity import perplexity
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_view
-from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.interventions import deactivate
 from lsn_mech.models.protocol import HookedModel, model_id
 from lsn_mech.neurons import LanguageNeurons
@@ -33,7 +32,7 @@ Detector = Callable[..., LanguageNeurons]
 
 
 @dataclasses.dataclass
-class SelectionSweep:
+class SelectionSweep(Result):
     """Perplexity of every evaluated language while one language's neurons are deactivated,
     for increasing selection ratios.
 
@@ -69,23 +68,14 @@ class SelectionSweep:
         j = self.languages.index(language)
         return [row[j] for row in self.values(kind)]
 
-    def to_csv(self, path: str | Path, kind: str = "ppl") -> Path:
+    def tabulate(self, kind: str = "ppl") -> ResultTable:
         """One row per ratio (plus the base row for ``kind="ppl"``)."""
         rows: list[list[Any]] = []
         if kind == "ppl":
             rows.append(["base", 0, *self.base])
         for ratio, n, row in zip(self.ratios, self.n_neurons, self.values(kind)):
             rows.append([ratio, n, *row])
-        return write_csv(path, ["ratio", "n_neurons", *self.languages], rows)
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON (``.json`` is added when missing)."""
-        return save_json(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SelectionSweep:
-        """Read a sweep written by `save`."""
-        return load_json(cls, path)
+        return ResultTable(["ratio", "n_neurons", *self.languages], rows)
 
     def plot(self, kinds: Sequence[str] = ("delta", "ratio")) -> Any:
         """Lines per evaluated language over the selection ratio (%), one panel per kind.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from lsn_mech.experiments._results import load_json, save_json, table, write_csv
+from lsn_mech.experiments._results import Result, ResultTable, table
 from lsn_mech.experiments.embeddings import (
     Pooling,
     embeddings_for,
@@ -49,7 +48,7 @@ def mean_over_pairs(matrix: Float[Tensor, "lang lang layer"]) -> Float[Tensor, "
 
 
 @dataclasses.dataclass
-class SentenceSimilarity:
+class SentenceSimilarity(Result):
     """Mean sentence-embedding similarity of aligned texts, per language pair and layer.
 
     Attributes:
@@ -90,23 +89,14 @@ class SentenceSimilarity:
         """The layer where the mean SES is highest."""
         return max(range(self.n_layers), key=lambda i: self.mean[i])
 
-    def to_csv(self, path: str | Path) -> Path:
+    def tabulate(self) -> ResultTable:
         """One row per layer: the mean, then every pair."""
         pairs = self.pairs()
         rows = [
             [layer, self.mean[layer], *(self.curve(a, b)[layer] for a, b in pairs)]
             for layer in range(self.n_layers)
         ]
-        return write_csv(path, ["layer", "mean", *(f"{a}-{b}" for a, b in pairs)], rows)
-
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON (``.json`` is added when missing)."""
-        return save_json(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SentenceSimilarity:
-        """Read a result written by `save`."""
-        return load_json(cls, path)
+        return ResultTable(["layer", "mean", *(f"{a}-{b}" for a, b in pairs)], rows)
 
     def plot(self, distribution: LayerDistribution | None = None, *, pairs: bool = True) -> Any:
         """Mean SES per layer (bold), each pair's curve (thin), and optionally the number

@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import inspect
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,7 +30,7 @@ from tqdm.auto import tqdm
 from lsn_mech._version import __version__
 from lsn_mech.corpora.windows import tokenizer_adds_bos
 from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
-from lsn_mech.experiments._results import canonical, load_json, save_json, table
+from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.experiments.language_id import LanguageIdentifier
 from lsn_mech.experiments.prompts import default_prompts
 from lsn_mech.interventions import STEERING_SETTINGS, apply, steering_specs
@@ -64,7 +63,7 @@ class Generation:
 
 
 @dataclasses.dataclass
-class SteeringResult:
+class SteeringResult(Result):
     """Generations of every setting and prompt language, with their detected languages.
 
     Attributes:
@@ -127,26 +126,16 @@ class SteeringResult:
     def _label(self, setting: str) -> str:
         return f"cross (→{self.target})" if setting == "cross" and self.target else setting
 
-    def save(self, path: str | Path) -> Path:
-        """Lossless JSON (``.json`` is added when missing)."""
-        return save_json(self, path)
-
     @classmethod
-    def load(cls, path: str | Path) -> SteeringResult:
-        """Read a result written by `save`."""
+    def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        fields["generations"] = [Generation(**g) for g in fields["generations"]]
+        return fields
 
-        def prepare(fields: dict[str, Any]) -> None:
-            fields["generations"] = [Generation(**g) for g in fields["generations"]]
-
-        return load_json(cls, path, prepare)
-
-    def to_csv(self, path: str | Path) -> Path:
+    def tabulate(self) -> ResultTable:
         """One row per generation."""
-        from lsn_mech.experiments._results import write_csv
-
         fields = [f.name for f in dataclasses.fields(Generation)]
         rows = [[getattr(g, f) for f in fields] for g in self.generations]
-        return write_csv(path, fields, rows)
+        return ResultTable(fields, rows)
 
     def plot(self) -> Any:
         """Grouped bars: language accuracy per prompt language, one bar per setting."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -27,7 +26,7 @@ from tqdm.auto import tqdm
 from lsn_mech.corpora.tasks import ClassificationTask
 from lsn_mech.errors import LsnMechError
 from lsn_mech.evaluate.classification import ClassificationScores, evaluate_classifier
-from lsn_mech.experiments._results import canonical, load_json, save_json, table, write_csv
+from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.interventions import (
     Intervention,
     ParsedValue,
@@ -102,7 +101,7 @@ def _parse(name: str) -> ParsedValue:
 
 
 @dataclass
-class TransferTable:
+class TransferTable(Result):
     """Scores per (setup, detector, language) row and intervention column.
 
     ``cells[i][column]`` is the `ClassificationScores` of ``rows[i]`` as a dict
@@ -140,21 +139,13 @@ class TransferTable:
                 return i
         raise KeyError(f"No row with {keys}; rows are {self.row_labels()}.")
 
-    def to_csv(self, path: str | Path, metric: str = "accuracy") -> Path:
+    def tabulate(self, metric: str = "accuracy") -> ResultTable:
         keys = list(self.rows[0]) if self.rows else []
         values = self.values(metric)
-        return write_csv(
-            path,
+        return ResultTable(
             [*keys, *self.columns],
             [[*row.values(), *vals] for row, vals in zip(self.rows, values, strict=True)],
         )
-
-    def save(self, path: str | Path) -> Path:
-        return save_json(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> TransferTable:
-        return load_json(cls, path)
 
     def plot(self, metric: str = "accuracy", *, delta: bool = True) -> Any:
         """Heatmap of each cell (or its change against no intervention)."""

@@ -12,7 +12,7 @@ import dataclasses
 import gc
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +324,23 @@ def _evaluate(
     return results
 
 
+@dataclasses.dataclass(frozen=True)
+class MethodRun:
+    """What `run_method` returns: the table row, every direction's `TranslationResult`,
+    and what training left (``log``, ``model`` and ``routing`` are ``None`` when the
+    method does not train / route)."""
+
+    result: MethodResult
+    evaluated: dict[str, Any]
+    log: Any = None
+    model: Any = None
+    routing: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks as the old ``(result, evaluated, (log, model, routing))`` tuple."""
+        return iter((self.result, self.evaluated, (self.log, self.model, self.routing)))
+
+
 def run_method(
     method: str,
     bridge: Any,
@@ -337,7 +354,7 @@ def run_method(
     awareness: Any,
     train: Mapping[tuple[str, str], Any] | None = None,
     progress: bool = True,
-) -> tuple[MethodResult, dict[str, Any], Any]:
+) -> MethodRun:
     """Train (if the method trains) a fresh HF copy and evaluate every test direction."""
     from lsn_mech.models.hf import plain_hf_model
     from lsn_mech.training import (
@@ -414,7 +431,7 @@ def run_method(
         final_loss=(log.steps[-1].loss if log is not None and log.steps else None),
         unchanged_outside_masks=unchanged,
     )
-    return result, evaluated, (log, model, routing)
+    return MethodRun(result, evaluated, log=log, model=model, routing=routing)
 
 
 def transfer_matrix(
@@ -434,7 +451,7 @@ def transfer_matrix(
     matrix: dict[str, dict[str, float]] = {}
     for pair in batches:
         single = dataclasses.replace(config, steps=max(1, config.steps // len(batches)))
-        result, _, _ = run_method(
+        result = run_method(
             "landermt",
             bridge,
             tokenizer,
@@ -445,7 +462,7 @@ def transfer_matrix(
             split=split,
             awareness=awareness,
             progress=progress,
-        )
+        ).result
         matrix[f"{pair[0]}-{pair[1]}"] = {d: result.bleu[d] - baseline[d] for d in result.bleu}
         gc.collect()
     return matrix
@@ -554,7 +571,7 @@ def run_landermt(
                     layers=layers,
                     split=split,
                     awareness=awareness,
-                )[0].bleu
+                ).result.bleu
             )
             transfer = transfer_matrix(
                 bridge,

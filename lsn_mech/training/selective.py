@@ -23,11 +23,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import json
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,6 +35,7 @@ from tqdm.auto import tqdm
 
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.provenance import Provenance
+from lsn_mech.results import Result, ResultTable
 
 Pair = tuple[str, str]
 ParameterMasks = dict[str, Bool[Tensor, "..."]]
@@ -120,7 +119,7 @@ class TrainingStep:
 
 
 @dataclasses.dataclass
-class TrainingLog:
+class TrainingLog(Result):
     """Every optimiser step of a run, with the run's settings in ``provenance``."""
 
     steps: list[TrainingStep] = dataclasses.field(default_factory=list)
@@ -142,31 +141,16 @@ class TrainingLog:
             raise ValueError(f"The log has {len(self.steps)} steps; none left after {skip}.")
         return statistics.median(times)
 
-    def save(self, path: str | Path) -> Path:
-        """Write JSON (floats round-trip exactly); adds ``.json`` if missing."""
-        target = Path(path)
-        target = target if target.suffix == ".json" else target.with_name(target.name + ".json")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = {
-            "format": LOG_FORMAT,
-            "trainable_parameters": self.trainable_parameters,
-            "provenance": self.provenance.to_dict(),
-            "steps": [dataclasses.asdict(s) for s in self.steps],
-        }
-        target.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-        return target
-
     @classmethod
-    def load(cls, path: str | Path) -> TrainingLog:
-        """Read a log written by `save`."""
-        source = Path(path)
-        if not source.exists():
-            source = source.with_name(source.name + ".json")
-        data = json.loads(source.read_text(encoding="utf-8"))
-        if data.get("format") != LOG_FORMAT:
-            raise TrainingSetupError(f"{source} is not a TrainingLog file (see TrainingLog.save).")
-        steps = [TrainingStep(**{**s, "pair": tuple(s["pair"])}) for s in data["steps"]]
-        return cls(steps, data["trainable_parameters"], Provenance.from_dict(data["provenance"]))
+    def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        fields["steps"] = [TrainingStep(**{**s, "pair": tuple(s["pair"])}) for s in fields["steps"]]
+        return fields
+
+    def tabulate(self) -> ResultTable:
+        """One row per optimiser step; the pair as ``src`` and ``tgt`` columns."""
+        header = ["step", "src", "tgt", "loss", "lr", "seconds", "tokens"]
+        rows = [[s.step, *s.pair, s.loss, s.lr, s.seconds, s.tokens] for s in self.steps]
+        return ResultTable(header, rows)
 
     def plot(self, *, title: str | None = None) -> Any:
         """A plotly loss curve per language pair (``plotly.graph_objects.Figure``)."""
