@@ -42,12 +42,12 @@ from lsn_mech.corpora.translation import (
 )
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.evaluate.translation import (
-    generate_lines,
     read_scored_result_fields,
     scored_result_fields,
     write_result_json,
 )
 from lsn_mech.models.protocol import model_id
+from lsn_mech.models.runtime import generate_lines
 from lsn_mech.provenance import Provenance
 
 __all__ = [
@@ -311,7 +311,7 @@ def answer_questions(
 ) -> list[str]:
     """Greedy answers, one per row: the first generated line after each prompt.
 
-    Decoding is `lsn_mech.evaluate.translation.generate_lines` (left-padded batches,
+    Decoding is `lsn_mech.models.runtime.generate_lines` (left-padded batches,
     stop at a newline or EOS), so hook-based interventions on a bridge apply. A prompt
     longer than ``max_length - max_new_tokens`` tokens keeps the start of its context
     (the gold answer's position is not used at test time); ``max_length=None`` never
