@@ -34,7 +34,7 @@ from torch import Tensor
 from lsn_mech._version import __version__
 from lsn_mech.corpora.corpus import column_list
 from lsn_mech.corpora.hub_tasks import QATask, collapse_whitespace, gold_answers, qa_prompt
-from lsn_mech.corpora.translation import (
+from lsn_mech.corpora.prompt_target import (
     TextExample,
     fit_prompt_target,
     shuffled_padded_batches,
