@@ -32,7 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lsn_mech.errors import LsnMechError
-from lsn_mech.models.protocol import HookedModel, model_device
+from lsn_mech.models.protocol import HookedModel
 from lsn_mech.models.runtime.hf_bridge import as_hf, has_hf
 
 
@@ -123,6 +123,11 @@ def left_pad(
 
 
 # ----- the two engines --------------------------------------------------------------------
+def _device(model: torch.nn.Module) -> torch.device:
+    """Where the model's first parameter lives (where its inputs go)."""
+    return next(iter(model.parameters())).device
+
+
 @torch.no_grad()
 def _generate(
     hf: Any,
@@ -158,18 +163,19 @@ def _greedy_loop(
     repetition_penalty: float = 1.0,
 ) -> list[int]:
     """Greedy continuation of one prompt without a KV cache, for hooked models with no
-    Hugging Face model inside: every step runs the whole sequence (hooks see every
-    position, as in ``generate``) through the same penalty and stop rule."""
+    Hugging Face model inside (or on request): every step runs the whole sequence (hooks
+    see every position, as in ``generate``) through the same penalty and stop rule."""
     from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
     processors = LogitsProcessorList()
     if repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
-    tokens = torch.tensor([list(ids)], dtype=torch.long, device=model_device(model))
+    tokens = torch.tensor([list(ids)], dtype=torch.long, device=_device(model))
     start = tokens.shape[1]
     stop = None
     for _ in range(max_new_tokens):
-        logits = model(tokens)[:, -1].float()
+        output = model(tokens)  # logits, or a Hugging Face output that holds them
+        logits = getattr(output, "logits", output)[:, -1].float()
         scores = processors(tokens, logits)
         tokens = torch.cat([tokens, scores.argmax(dim=-1, keepdim=True)], dim=1)
         if stop is None:
@@ -250,7 +256,7 @@ def greedy_decode(
     size = batch_size if use_hf else 1
     out: list[list[int]] = [[] for _ in sequences]
     hf = as_hf(model) if use_hf else None
-    device = next(iter(hf.parameters())).device if hf is not None else None
+    device = _device(hf) if hf is not None else None
     for start in tqdm(range(0, len(order), size), desc=desc, disable=not progress):
         chunk = order[start : start + size]
         if hf is None:

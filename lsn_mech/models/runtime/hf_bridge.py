@@ -16,7 +16,7 @@ clean = strip_bridge_infix(hf.state_dict())        # keys as a fresh HF model sp
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from transformers import PreTrainedModel
@@ -54,7 +54,7 @@ def as_hf(model: torch.nn.Module) -> PreTrainedModel:
     )
 
 
-def has_hf(model: torch.nn.Module) -> bool:
+def has_hf(model: Any) -> bool:
     """Whether `as_hf` finds a Hugging Face model in ``model``."""
     return isinstance(model, PreTrainedModel) or isinstance(
         getattr(model, "original_model", None), PreTrainedModel
