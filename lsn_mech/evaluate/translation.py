@@ -239,25 +239,11 @@ left_pad = runtime_generate.left_pad
 newline_token_ids = runtime_generate.newline_token_ids
 
 
-def generate_lines(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int = 128,
-    batch_size: int = 8,
-    progress: bool = True,
-) -> list[str]:
-    """`lsn_mech.models.runtime.generate_lines`, raising `TranslationEvalError` as before."""
+def generate_lines(model: Any, tokenizer: Any, prompts: Sequence[str], **options: Any) -> list[str]:
+    """`lsn_mech.models.runtime.generate_lines` (same keyword options), raising
+    `TranslationEvalError` as before."""
     try:
-        return runtime_generate.generate_lines(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        return runtime_generate.generate_lines(model, tokenizer, prompts, **options)
     except GenerationError as error:
         raise TranslationEvalError(str(error)) from error
 
