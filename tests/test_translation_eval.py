@@ -23,9 +23,9 @@ from lsn_mech.evaluate import (
     translate,
     translation_scores,
 )
-from lsn_mech.evaluate import translation as tr
 from lsn_mech.interventions import deactivate
 from lsn_mech.models import build_tiny
+from lsn_mech.models.runtime import generate as tr
 from lsn_mech.neurons import NeuronSet
 
 PROMPTS = [

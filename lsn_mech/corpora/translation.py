@@ -21,29 +21,31 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import random
 import warnings
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-import torch
 from datasets import Dataset
 from jaxtyping import Int64
 from torch import Tensor
 
-from lsn_mech.corpora.corpus import CorpusArgumentError, column_list, hash_unit
-from lsn_mech.corpora.windows import pad_token_id
+from lsn_mech.corpora.corpus import column_list, hash_unit
+from lsn_mech.corpora.prompt_target import IGNORE_INDEX as IGNORE_INDEX
+from lsn_mech.corpora.prompt_target import (
+    PromptTargetError,
+    TextExample,
+    shuffled_padded_batches,
+    target_only_example,
+    token_ids,
+)
+from lsn_mech.corpora.prompt_target import fit_prompt_target as fit_any_prompt_target
+from lsn_mech.corpora.prompt_target import pad_right as pad_right
 from lsn_mech.errors import EmptyCorpusError
 
 #: Columns every parallel dataset is normalised to.
 PAIR_COLUMNS = ("src_lang", "tgt_lang", "src_text", "tgt_text")
 #: Columns `translation_examples` adds.
 EXAMPLE_COLUMNS = ("prompt", "target", "template_id", "template")
-#: The label that the loss ignores (PyTorch's ``cross_entropy`` default).
-IGNORE_INDEX = -100
-
-_Row = TypeVar("_Row")
-
 #: English names of the languages of the embedded Bible (and a few more); other codes
 #: are shown as the code itself.
 LANGUAGE_NAMES: dict[str, str] = {
@@ -73,7 +75,7 @@ LANGUAGE_NAMES: dict[str, str] = {
 }
 
 
-class TranslationDataError(CorpusArgumentError):
+class TranslationDataError(PromptTargetError):
     """Parallel data or translation examples lack a column or hold unusable values."""
 
 
@@ -386,23 +388,9 @@ def _arrow(values: list[Any]) -> Any:
 
 
 # ----- tokenisation ---------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class TextExample:
-    """One training example as text: what tokenisation needs, and what truncation re-renders.
-
-    ``prompt`` and ``target`` are tokenised (the loss falls on the target); ``pattern``
-    (the template), ``src_text``, ``src_lang`` and ``tgt_lang`` let `fit_prompt_target`
-    re-render a shorter prompt, and are ``None`` when there is no template to re-render.
-    """
-
-    prompt: str
-    target: str
-    pattern: str | None
-    src_text: str | None
-    src_lang: str | None
-    tgt_lang: str | None
-
-
+# The task-free part (`TextExample`, `target_only_example`, `pad_right`, `IGNORE_INDEX`,
+# `shuffled_padded_batches`) lives in `lsn_mech.corpora.prompt_target`; its names stay
+# importable from here.
 def _rows(examples: Dataset | Sequence[Mapping[str, Any]]) -> list[TextExample]:
     if isinstance(examples, Dataset):
         _require_rows(examples, "The examples")
@@ -441,10 +429,6 @@ def _rows(examples: Dataset | Sequence[Mapping[str, Any]]) -> list[TextExample]:
     return rows
 
 
-def _ids(tokenizer: Any, texts: list[str], special: bool) -> list[list[int]]:
-    return [list(x) for x in tokenizer(texts, add_special_tokens=special)["input_ids"]]
-
-
 def _shorten_source(
     tokenizer: Any, row: TextExample, prompt_ids: list[int], budget: int
 ) -> list[int] | None:
@@ -452,20 +436,17 @@ def _shorten_source(
     tokens; ``None`` when the row has no template to re-render or no room."""
     if row.pattern is None or row.src_text is None or row.src_lang is None or row.tgt_lang is None:
         return None
-    src_ids = _ids(tokenizer, [one_line(row.src_text)], False)[0]
+    src_ids = token_ids(tokenizer, [one_line(row.src_text)], False)[0]
     keep = len(src_ids) - (len(prompt_ids) - budget)
     while keep >= 0:
         text = tokenizer.decode(src_ids[:keep]).rstrip("\ufffd") if keep else ""
-        ids = _ids(tokenizer, [render_prompt(row.pattern, text, row.src_lang, row.tgt_lang)], True)
+        ids = token_ids(
+            tokenizer, [render_prompt(row.pattern, text, row.src_lang, row.tgt_lang)], True
+        )
         if len(ids[0]) <= budget:
             return ids[0]
         keep -= max(1, len(ids[0]) - budget)
     return None
-
-
-def _bos_prefix(tokenizer: Any, prompt_ids: list[int]) -> int:
-    bos = getattr(tokenizer, "bos_token_id", None)
-    return 1 if prompt_ids and bos is not None and prompt_ids[0] == bos else 0
 
 
 def fit_prompt_target(
@@ -475,42 +456,20 @@ def fit_prompt_target(
 
     The source sentence is cut first (the prompt re-rendered from the example's
     template); without a template, or when the target alone leaves no room, the target
-    is cut at its end (keeping one token) and the prompt's start after BOS dropped.
+    is cut at its end (keeping one token) and the prompt's start after BOS dropped
+    (`lsn_mech.corpora.prompt_target.fit_prompt_target` with this module's shortener).
     Returns the prompt ids, the target ids, and whether anything was cut.
     """
-    if len(prompt_ids) + len(target_ids) <= max_length:
-        return prompt_ids, target_ids, False
-    budget = max_length - len(target_ids)
-    shorter = _shorten_source(tokenizer, row, prompt_ids, budget) if budget > 0 else None
-    if shorter is not None:
-        return shorter, target_ids, True
-    # No template (or the target alone is too long): cut the prompt's start after BOS,
-    # keeping at least one target token.
-    b = _bos_prefix(tokenizer, prompt_ids)
-    target_ids = target_ids[: max(1, max_length - b - 1)]
-    room = max_length - len(target_ids) - b
-    if room < 1:
-        raise TranslationDataError(
-            f"max_length={max_length} leaves no room for a prompt token and a target "
-            "token; raise max_length."
-        )
-    return prompt_ids[:b] + prompt_ids[len(prompt_ids) - room :], target_ids, True
-
-
-def target_only_example(prompt_ids: list[int], target_ids: list[int]) -> dict[str, Tensor]:
-    """One training item: 1-D ``input_ids`` (the prompt then the target), ``attention_mask``
-    (ones) and ``labels`` (``input_ids`` with `IGNORE_INDEX` on the prompt), all int64."""
-    ids = torch.tensor(prompt_ids + target_ids, dtype=torch.long)
-    labels = ids.clone()
-    labels[: len(prompt_ids)] = IGNORE_INDEX
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    return fit_any_prompt_target(
+        tokenizer, row, prompt_ids, target_ids, max_length, shorten_prompt=_shorten_source
+    )
 
 
 def _encode_rows(
     tokenizer: Any, rows: list[TextExample], max_length: int, append_eos: bool
 ) -> tuple[list[dict[str, Tensor]], int]:
-    prompts = _ids(tokenizer, [r.prompt for r in rows], True)
-    targets = _ids(tokenizer, [r.target for r in rows], False)
+    prompts = token_ids(tokenizer, [r.prompt for r in rows], True)
+    targets = token_ids(tokenizer, [r.target for r in rows], False)
     eos = getattr(tokenizer, "eos_token_id", None)
     if append_eos:
         if eos is None:
@@ -561,51 +520,6 @@ def tokenize_translation(
             stacklevel=2,
         )
     return encoded
-
-
-def pad_right(
-    items: Sequence[Mapping[str, Tensor]], pad_id: int
-) -> dict[str, Int64[Tensor, "batch seq"]]:
-    """Stack tokenised examples, padding on the right (labels with ``-100``)."""
-    length = max(int(item["input_ids"].shape[0]) for item in items)
-    fill = {"input_ids": pad_id, "attention_mask": 0, "labels": IGNORE_INDEX}
-    batch = {}
-    for key, value in fill.items():
-        out = torch.full((len(items), length), value, dtype=torch.long)
-        for row, item in enumerate(items):
-            out[row, : item[key].shape[0]] = item[key]
-        batch[key] = out
-    return batch
-
-
-def shuffled_padded_batches(
-    tokenizer: Any,
-    rows: list[_Row],
-    encode: Callable[[Any, list[_Row], int, bool], tuple[list[dict[str, Tensor]], int]],
-    *,
-    batch_size: int,
-    max_length: int,
-    shuffle: bool,
-    seed: int,
-    append_eos: bool,
-) -> Generator[dict[str, Int64[Tensor, "batch seq"]], None, int]:
-    """Encode ``rows`` one batch at a time and yield them right-padded (`pad_right`).
-
-    ``encode(tokenizer, chunk, max_length, append_eos)`` gives the items of a chunk and
-    how many were truncated; ``shuffle`` permutes the rows with ``random.Random(seed)``
-    first. The generator returns the number of truncated rows (``yield from``'s value).
-    """
-    order = list(range(len(rows)))
-    if shuffle:
-        random.Random(seed).shuffle(order)
-    pad_id = pad_token_id(tokenizer)
-    truncated = 0
-    for start in range(0, len(order), batch_size):
-        chunk = [rows[i] for i in order[start : start + batch_size]]
-        encoded, cut = encode(tokenizer, chunk, max_length, append_eos)
-        truncated += cut
-        yield pad_right(encoded, pad_id)
-    return truncated
 
 
 def translation_batches(

@@ -45,21 +45,18 @@ from lsn_mech.detect._common import (
     require_languages,
 )
 from lsn_mech.models.modules import MLP_MODULES, mlp_module_names
+from lsn_mech.models.protocol import model_id as recorded_model_id
+from lsn_mech.models.runtime.hf_bridge import as_hf, has_hf, strip_bridge_infix
 from lsn_mech.neurons import LanguageNeurons
 
 ChangeRule = Literal["relative", "absolute"]
 Direction = Literal["low", "high"]
 
-_TL_INFIX = "._original_component"
 _CONV1D_TYPES = frozenset({"gpt2"})  # weights stored [in, out]
 
 
-def strip_bridge_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """State-dict keys without TransformerLens's ``._original_component`` infix."""
-    clean: dict[str, Tensor] = {}
-    for key, value in state_dict.items():
-        clean.setdefault(key.replace(_TL_INFIX, ""), value)
-    return clean
+#: Kept under its old name; on colliding keys the infixed one wins (see the function).
+strip_bridge_keys = strip_bridge_infix
 
 
 def _neuron_vectors(
@@ -288,10 +285,9 @@ def pv_from_state_dicts(
     ).neurons
 
 
-def _hf_model(model: torch.nn.Module, label: str) -> torch.nn.Module:
+def _hf_model(model: torch.nn.Module, label: str) -> Any:
     """The Hugging Face model itself (a TransformerLens bridge is unwrapped)."""
-    inner = getattr(model, "original_model", None)
-    hf = inner if isinstance(inner, torch.nn.Module) else model
+    hf = as_hf(model) if has_hf(model) else None
     if getattr(getattr(hf, "config", None), "model_type", None) is None:
         raise DetectorInputError(
             f"The {label} model has no config.model_type; pass Hugging Face models "
@@ -317,10 +313,10 @@ def pv(
 
     Models booted by TransformerLens (or the bridges themselves) are accepted: the
     bridge's ``original_model`` is used and ``._original_component`` is stripped from
-    the keys. ``model_id`` defaults to the base model's lsn_mech id or
-    ``config.name_or_path``. Every other argument is as in `pv_from_state_dicts`.
-    Only MLP neurons are scored (the paper also scores attention parameters, which
-    are not neurons).
+    the keys. ``model_id`` defaults to the base model's `lsn_mech.models.model_id` (its
+    lsn_mech id, else ``config.name_or_path``). Every other argument is as in
+    `pv_from_state_dicts`. Only MLP neurons are scored (the paper also scores attention
+    parameters, which are not neurons).
     """
     base = _hf_model(base_model, "base")
     model_type = str(base.config.model_type)
@@ -334,9 +330,7 @@ def pv(
             )
         tuned[lang] = hf.state_dict()
     if model_id is None:
-        model_id = getattr(base_model, "_lsn_model_id", None) or (
-            getattr(base.config, "name_or_path", None) or None
-        )
+        model_id = recorded_model_id(base_model)
     return pv_from_state_dicts(
         base.state_dict(),
         tuned,

@@ -33,15 +33,15 @@ from torch import Tensor
 from lsn_mech._version import __version__
 from lsn_mech.corpora.corpus import column_list
 from lsn_mech.corpora.hub_tasks import QATask, collapse_whitespace, gold_answers, qa_prompt
-from lsn_mech.corpora.translation import (
+from lsn_mech.corpora.prompt_target import (
     TextExample,
     fit_prompt_target,
     shuffled_padded_batches,
     target_only_example,
 )
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
-from lsn_mech.evaluate.translation import generate_lines
 from lsn_mech.models.protocol import model_id
+from lsn_mech.models.runtime import generate_lines
 from lsn_mech.provenance import Provenance
 from lsn_mech.results import PlainRecord, Result, ResultTable
 
@@ -306,7 +306,7 @@ def answer_questions(
 ) -> list[str]:
     """Greedy answers, one per row: the first generated line after each prompt.
 
-    Decoding is `lsn_mech.evaluate.translation.generate_lines` (left-padded batches,
+    Decoding is `lsn_mech.models.runtime.generate_lines` (left-padded batches,
     stop at a newline or EOS), so hook-based interventions on a bridge apply. A prompt
     longer than ``max_length - max_new_tokens`` tokens keeps the start of its context
     (the gold answer's position is not used at test time); ``max_length=None`` never

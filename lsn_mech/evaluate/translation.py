@@ -16,19 +16,13 @@ print(zero.scores, five.scores.bleu_signature)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import random
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from datasets import Dataset
-from jaxtyping import Bool, Int64
-from torch import Tensor
-from tqdm.auto import tqdm
 
 from lsn_mech._version import __version__
 from lsn_mech.corpora.corpus import column_list
@@ -41,6 +35,8 @@ from lsn_mech.corpora.translation import (
 )
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.models.protocol import model_id
+from lsn_mech.models.runtime import generate as runtime_generate
+from lsn_mech.models.runtime.generate import GenerationError
 from lsn_mech.provenance import Provenance
 from lsn_mech.results import PlainRecord, Result, ResultTable
 from lsn_mech.results import read_scored_result_fields as read_scored_result_fields
@@ -232,144 +228,19 @@ def icl_shots(
 
 
 # ----- generation -------------------------------------------------------------------------
-def _generator(model: Any) -> Any:
-    """The Hugging Face model that generates: a bridge's booted ``original_model`` (HF
-    numerics and KV cache; the bridge's hooks, hence interventions, still run)."""
-    inner = getattr(model, "original_model", None)
-    hf = inner if isinstance(inner, torch.nn.Module) else model
-    if not callable(getattr(hf, "generate", None)) or not hasattr(hf, "generation_config"):
-        raise TranslationEvalError(
-            f"Cannot generate with a {type(model).__name__}: pass a Hugging Face "
-            "PreTrainedModel or a TransformerLens 4 bridge from lsn_mech.load_model."
-        )
-    return hf
+# Greedy decoding lives in `lsn_mech.models.runtime`; its old names stay importable here.
+first_line = runtime_generate.first_line
+left_pad = runtime_generate.left_pad
+newline_token_ids = runtime_generate.newline_token_ids
 
 
-_NEWLINE_CACHE: weakref.WeakKeyDictionary[Any, tuple[int, ...]] = weakref.WeakKeyDictionary()
-
-
-def newline_token_ids(tokenizer: Any) -> tuple[int, ...]:
-    """Ids of the tokens whose text contains a newline (cached per tokenizer)."""
+def generate_lines(model: Any, tokenizer: Any, prompts: Sequence[str], **options: Any) -> list[str]:
+    """`lsn_mech.models.runtime.generate_lines` (same keyword options), raising
+    `TranslationEvalError` as before."""
     try:
-        return _NEWLINE_CACHE[tokenizer]
-    except (KeyError, TypeError):
-        pass
-    size = len(tokenizer)
-    texts = tokenizer.batch_decode([[i] for i in range(size)])
-    ids = tuple(i for i, text in enumerate(texts) if "\n" in text)
-    with contextlib.suppress(TypeError):  # a tokenizer that cannot be weakly referenced
-        _NEWLINE_CACHE[tokenizer] = ids
-    return ids
-
-
-def _stop_mask(tokenizer: Any, vocab: int, device: torch.device) -> Bool[Tensor, " vocab"]:
-    mask = torch.zeros(vocab, dtype=torch.bool)
-    ids = [i for i in newline_token_ids(tokenizer) if i < vocab]
-    mask[ids] = True
-    return mask.to(device)
-
-
-def _stopping_criteria(stop: Tensor) -> Any:
-    """Stop a row once its newest token holds a newline (HF calls this after each step)."""
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class _AtNewline(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            return stop[input_ids[:, -1]]
-
-    return StoppingCriteriaList([_AtNewline()])
-
-
-def _eos_ids(tokenizer: Any, hf: Any) -> list[int]:
-    ids = {getattr(tokenizer, "eos_token_id", None)}
-    configured = getattr(getattr(hf, "generation_config", None), "eos_token_id", None)
-    ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
-    return sorted(int(i) for i in ids if i is not None)
-
-
-def left_pad(
-    sequences: Sequence[Sequence[int]], pad_id: int
-) -> tuple[Int64[Tensor, "batch seq"], Int64[Tensor, "batch seq"]]:
-    """Token ids and attention mask, padded on the left (generation appends on the right)."""
-    length = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if seq:
-            ids[row, length - len(seq) :] = torch.tensor(list(seq), dtype=torch.long)
-            mask[row, length - len(seq) :] = 1
-    return ids, mask
-
-
-@torch.no_grad()
-def _generate(
-    hf: Any,
-    input_ids: Int64[Tensor, "batch seq"],
-    attention_mask: Int64[Tensor, "batch seq"],
-    *,
-    max_new_tokens: int,
-    pad_id: int,
-    eos: list[int],
-    criteria: Any,
-) -> Int64[Tensor, "batch new"]:
-    """Greedy continuation of a left-padded batch (the new tokens only)."""
-    output = hf.generate(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        pad_token_id=pad_id,
-        eos_token_id=eos or None,
-        stopping_criteria=criteria,
-    )
-    return output[:, input_ids.shape[1] :]
-
-
-def first_line(text: str) -> str:
-    """The text before the first newline, stripped (the translation of one line)."""
-    return text.split("\n", 1)[0].strip()
-
-
-def generate_lines(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int = 128,
-    batch_size: int = 8,
-    progress: bool = True,
-) -> list[str]:
-    """Greedy first lines after each prompt, in batches of similar length (left padding)."""
-    if max_new_tokens < 1 or batch_size < 1:
-        raise TranslationEvalError("max_new_tokens and batch_size must be at least 1.")
-    hf = _generator(model)
-    tokenizer = tokenizer if tokenizer is not None else model.tokenizer
-    device = next(iter(hf.parameters())).device
-    vocab = max(int(getattr(hf.config, "vocab_size", 0) or 0), len(tokenizer))
-    criteria = _stopping_criteria(_stop_mask(tokenizer, vocab, device))
-    eos = _eos_ids(tokenizer, hf)
-    pad = getattr(tokenizer, "pad_token_id", None)
-    pad_id = int(pad if pad is not None else (eos[0] if eos else 0))
-    encoded = [list(x) for x in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-    texts: list[str] = [""] * len(encoded)
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc="translate", disable=not progress):
-        chunk = order[start : start + batch_size]
-        ids, mask = left_pad([encoded[i] for i in chunk], pad_id)
-        new = _generate(
-            hf,
-            ids.to(device),
-            mask.to(device),
-            max_new_tokens=max_new_tokens,
-            pad_id=pad_id,
-            eos=eos,
-            criteria=criteria,
-        )
-        for i, row in zip(chunk, new.tolist()):
-            texts[i] = first_line(tokenizer.decode(row, skip_special_tokens=True))
-    return texts
+        return runtime_generate.generate_lines(model, tokenizer, prompts, **options)
+    except GenerationError as error:
+        raise TranslationEvalError(str(error)) from error
 
 
 def _as_rows(examples_or_prompts: Any) -> list[str] | list[dict[str, Any]]:
@@ -405,12 +276,12 @@ def translate(
     `lsn_mech.corpora.translation_examples`), or pairs (rendered with template 0).
     ``shots`` are demonstrations put in front of every example (see
     `few_shot_prompt`). ``model`` is a Hugging Face ``PreTrainedModel`` or a
-    TransformerLens 4 bridge (its booted ``original_model`` generates, so hook-based
+    TransformerLens 4 bridge (its booted Hugging Face model generates, so hook-based
     interventions on the bridge apply). ``tokenizer=None`` takes ``model.tokenizer``.
 
-    Decoding is greedy with a KV cache on left-padded batches; a row stops at EOS or
-    at the first token that contains a newline, and its text is cut at the first newline
-    and stripped.
+    Decoding is `lsn_mech.models.runtime.generate_lines`: greedy with a KV cache on
+    left-padded batches; a row stops at EOS or at the first token that contains a
+    newline, and its text is cut at the first newline and stripped.
     """
     rows = _as_rows(examples_or_prompts)
     if not rows:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -34,8 +33,8 @@ from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.experiments.language_id import LanguageIdentifier
 from lsn_mech.experiments.prompts import default_prompts
 from lsn_mech.interventions import STEERING_SETTINGS, apply, steering_specs
-from lsn_mech.models.protocol import HookedModel, model_device, model_id
-from lsn_mech.models.unembedding import final_residual, unembed
+from lsn_mech.models.protocol import HookedModel, model_id
+from lsn_mech.models.runtime import eos_token_ids, greedy_decode, pad_id_for
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance, stable_hash
 from lsn_mech.stats import ActivationStats
@@ -198,19 +197,6 @@ class SteeringResult(Result):
 # ----------------------------------------------------------------------------- generation
 
 
-def _stop_ids(model: HookedModel) -> set[int]:
-    ids: set[int] = set()
-    eos = getattr(model.tokenizer, "eos_token_id", None)
-    if eos is not None:
-        ids.add(int(eos))
-    configured = getattr(getattr(model, "cfg", None), "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif isinstance(configured, (list, tuple)):
-        ids.update(int(x) for x in configured)
-    return ids
-
-
 def _encode(model: HookedModel, prompts: Sequence[str], add_bos: bool | None) -> list[list[int]]:
     tokenizer = model.tokenizer
     if add_bos is None:
@@ -227,55 +213,6 @@ def _encode(model: HookedModel, prompts: Sequence[str], add_bos: bool | None) ->
     return encoded
 
 
-def _penalise(
-    logits: torch.Tensor, seen: torch.Tensor, penalty: float
-) -> torch.Tensor:  # HF-style: positive logits divided, negative multiplied
-    scores = logits[seen]
-    logits[seen] = torch.where(scores > 0, scores / penalty, scores * penalty)
-    return logits
-
-
-@torch.no_grad()
-def _greedy_loop(
-    model: HookedModel,
-    ids: list[int],
-    *,
-    max_new_tokens: int,
-    repetition_penalty: float,
-    stop: set[int],
-) -> list[int]:
-    """Greedy decoding without a KV cache, for models whose ``generate`` has no penalty.
-
-    Every step runs the whole sequence (hooks see every position, as with ``generate``)
-    and unembeds only the last position.
-    """
-    device = model_device(model)
-    tokens = torch.tensor([ids], dtype=torch.long, device=device)
-    new: list[int] = []
-    for _ in range(max_new_tokens):
-        mask = torch.ones_like(tokens, dtype=torch.bool)
-        hidden = final_residual(model, tokens, mask)[:, -1]
-        logits = unembed(model, hidden)[0].float()
-        if repetition_penalty != 1.0:
-            logits = _penalise(logits, tokens[0].unique(), repetition_penalty)
-        token = int(logits.argmax())
-        if token in stop:
-            break
-        new.append(token)
-        tokens = torch.cat([tokens, torch.tensor([[token]], device=device)], dim=1)
-    return new
-
-
-def _supports_penalty(model: HookedModel) -> bool:
-    generate = getattr(model, "generate", None)
-    if generate is None:
-        return False
-    try:
-        return "repetition_penalty" in inspect.signature(generate).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        return False
-
-
 @torch.no_grad()
 def greedy_generate(
     model: HookedModel,
@@ -287,71 +224,38 @@ def greedy_generate(
     add_bos: bool | None = None,
     use_model_generate: bool | None = None,
 ) -> list[tuple[str, int]]:
-    """Greedy continuations of ``prompts`` with a Hugging Face-style repetition penalty.
+    """Greedy continuations of ``prompts`` with a Hugging Face repetition penalty.
 
     The penalty divides the positive logits and multiplies the negative logits of every
     token already in the sequence (prompt included) by ``repetition_penalty`` before the
-    argmax, as ``transformers``' ``RepetitionPenaltyLogitsProcessor`` does.
+    argmax: ``transformers``' ``RepetitionPenaltyLogitsProcessor`` itself.
 
-    With a TransformerLens 4 bridge (``use_model_generate=None`` or ``True``) the bridge's
-    own ``generate(do_sample=False, repetition_penalty=...)`` runs, with a KV cache, on
-    left-padded batches of ``batch_size`` prompts and an explicit attention mask. (In a
-    padded batch the pad token counts as "seen" for the penalty; it only lowers the pad
-    token's own logit.) Models whose ``generate`` takes no ``repetition_penalty`` (e.g.
-    TransformerLens 3), or ``use_model_generate=False``, use a plain loop without cache,
-    one prompt at a time.
+    Decoding is `lsn_mech.models.runtime.greedy_decode`: with a TransformerLens 4 bridge
+    or a Hugging Face model (``use_model_generate=None`` or ``True``) Hugging Face's
+    ``generate`` runs on the bridge's model, with a KV cache, on left-padded batches of
+    ``batch_size`` prompts and an explicit attention mask; the bridge's hooks (every
+    intervention) apply. (In a padded batch the pad token counts as "seen" for the
+    penalty; it only lowers the pad token's own logit.) A hooked model with no Hugging
+    Face model inside (e.g. TransformerLens 3), or ``use_model_generate=False``, uses a
+    plain loop without cache, one prompt at a time.
 
-    Generation stops at the tokenizer's EOS (and the model config's ``eos_token_id``).
+    Generation stops at any of the model's EOS ids (`lsn_mech.models.runtime.eos_token_ids`).
     Returns ``(text, n_tokens)`` per prompt: the decoded continuation without special
     tokens, and the number of generated tokens before the stop token.
     """
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1; got {max_new_tokens}.")
-    if repetition_penalty <= 0:
-        raise ValueError(f"repetition_penalty must be positive; got {repetition_penalty}.")
     tokenizer = model.tokenizer
-    stop = _stop_ids(model)
-    encoded = _encode(model, prompts, add_bos)
-    if use_model_generate is None:
-        use_model_generate = _supports_penalty(model)
-    generated: list[list[int]] = []
-    if not use_model_generate:
-        for ids in encoded:
-            generated.append(
-                _greedy_loop(
-                    model,
-                    ids,
-                    max_new_tokens=max_new_tokens,
-                    repetition_penalty=repetition_penalty,
-                    stop=stop,
-                )
-            )
-    else:
-        device = model_device(model)
-        pad = getattr(tokenizer, "pad_token_id", None)
-        pad = int(pad if pad is not None else next(iter(stop), 0))
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start : start + batch_size]
-            length = max(len(ids) for ids in chunk)
-            tokens = torch.full((len(chunk), length), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), length), dtype=torch.long)
-            for row, ids in enumerate(chunk):
-                tokens[row, length - len(ids) :] = torch.tensor(ids)
-                mask[row, length - len(ids) :] = 1
-            output = model.generate(  # type: ignore[attr-defined]
-                tokens.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                repetition_penalty=repetition_penalty,
-                stop_at_eos=True,
-                use_past_kv_cache=True,
-                return_type="tokens",
-                verbose=False,
-            )
-            for row in output[:, length:].tolist():
-                cut = next((i for i, t in enumerate(row) if t in stop), len(row))
-                generated.append(row[:cut])
+    eos = eos_token_ids(model, tokenizer)
+    decoded = greedy_decode(
+        model,
+        _encode(model, prompts, add_bos),
+        max_new_tokens=max_new_tokens,
+        stop_ids=eos,
+        repetition_penalty=repetition_penalty,
+        batch_size=batch_size,
+        pad_id=pad_id_for(tokenizer, eos),
+        use_hf_generate=use_model_generate,
+    )
+    generated = [ids[:-1] if ids and ids[-1] in eos else ids for ids in decoded]
     return [(tokenizer.decode(ids, skip_special_tokens=True), len(ids)) for ids in generated]
 
 

@@ -10,54 +10,29 @@ that every weight lands (a key that silently fails to load would leave random we
 from __future__ import annotations
 
 import copy as copy_module
-from collections.abc import Mapping
 
 import torch
-from torch import Tensor
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from lsn_mech.errors import LsnMechError
+from lsn_mech.models.runtime.hf_bridge import BRIDGE_INFIX, as_hf, is_bridged, strip_bridge_infix
 
-BRIDGE_INFIX = "._original_component"
+__all__ = [
+    "BRIDGE_INFIX",
+    "WeightTransferError",
+    "inner_hf_model",
+    "is_bridged",
+    "plain_hf_model",
+    "strip_bridge_infix",
+]
 
 
 class WeightTransferError(LsnMechError, RuntimeError):
     """Weights of one model could not all be placed into another."""
 
 
-def strip_bridge_infix(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """State-dict keys without TransformerLens's ``._original_component`` infix.
-
-    A key that held the infix (the original HF module's own weight) wins over a key
-    that strips to the same name without it (a bridge alias).
-    """
-    clean: dict[str, Tensor] = {}
-    for key, value in state_dict.items():
-        if BRIDGE_INFIX in key:
-            clean.setdefault(key.replace(BRIDGE_INFIX, ""), value)
-    for key, value in state_dict.items():
-        if BRIDGE_INFIX not in key:
-            clean.setdefault(key, value)
-    return clean
-
-
-def inner_hf_model(model: torch.nn.Module) -> PreTrainedModel:
-    """The Hugging Face model inside a bridge, or ``model`` itself if it is one."""
-    if isinstance(model, PreTrainedModel):
-        return model
-    inner = getattr(model, "original_model", None)
-    hf = inner if isinstance(inner, PreTrainedModel) else model
-    if not isinstance(hf, PreTrainedModel):
-        raise TypeError(
-            f"Expected a Hugging Face PreTrainedModel or a TransformerLens bridge over one, got "
-            f"{type(model).__name__}. Load models with lsn_mech.load_model or transformers."
-        )
-    return hf
-
-
-def is_bridged(hf_model: torch.nn.Module) -> bool:
-    """True if a bridge has rewritten this HF model (its keys carry the bridge infix)."""
-    return any(BRIDGE_INFIX in name for name, _ in hf_model.named_parameters())
+#: Kept under its old name: the bridge's HF model is `lsn_mech.models.runtime.as_hf`.
+inner_hf_model = as_hf
 
 
 def plain_hf_model(model: torch.nn.Module, *, copy: bool = False) -> PreTrainedModel:
@@ -75,7 +50,7 @@ def plain_hf_model(model: torch.nn.Module, *, copy: bool = False) -> PreTrainedM
         WeightTransferError: a weight of the rebuilt model found no value, or a value
             found no weight (the message lists them).
     """
-    hf = inner_hf_model(model)
+    hf = as_hf(model)
     if not is_bridged(hf):
         return _rebuild(hf) if copy else hf
     return _rebuild(hf)

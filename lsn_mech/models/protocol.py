@@ -73,9 +73,19 @@ def model_dtype(model: HookedModel) -> torch.dtype:
 
 
 def model_id(model: Any) -> str | None:
-    """The id lsn_mech recorded when it loaded the model, else the TransformerLens name."""
+    """The id lsn_mech recorded when it loaded the model, else the TransformerLens name,
+    else the Hugging Face ``config.name_or_path`` (a plain HF model, or a bridge's).
+
+    The one reader of the loader's private ``_lsn_model_id``: everything else asks here.
+    """
     recorded = getattr(model, "_lsn_model_id", None)
     if recorded:
         return str(recorded)
     name = getattr(getattr(model, "cfg", None), "model_name", None)
-    return str(name) if name else None
+    if name:
+        return str(name)
+    config = getattr(model, "config", None)
+    if config is None:
+        config = getattr(getattr(model, "original_model", None), "config", None)
+    path = getattr(config, "name_or_path", None)
+    return str(path) if path else None

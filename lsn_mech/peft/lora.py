@@ -46,8 +46,9 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from lsn_mech.errors import LsnMechError, UnsupportedArchitectureError
-from lsn_mech.models.hf import BRIDGE_INFIX, is_bridged, plain_hf_model
+from lsn_mech.models.hf import plain_hf_model
 from lsn_mech.models.modules import mlp_module_names
+from lsn_mech.models.runtime.hf_bridge import BRIDGE_INFIX, is_bridged, strip_bridge_name
 from lsn_mech.neurons import NeuronSet
 from lsn_mech.neurons.io import load_neuron_set
 from lsn_mech.neurons.io import save as save_neurons
@@ -377,7 +378,7 @@ def _lora_layers(peft_model: nn.Module, names: Iterable[str]) -> dict[str, LoraL
     for name, module in peft_model.named_modules(remove_duplicate=False):
         if not isinstance(module, LoraLayer):
             continue
-        clean = name.replace(BRIDGE_INFIX, "").removeprefix(_PEFT_PREFIX)
+        clean = strip_bridge_name(name).removeprefix(_PEFT_PREFIX)
         if clean in wanted and found.setdefault(clean, module) is not module:
             raise AdapterLoadError(f"Two different LoRA layers are both named {clean!r}.")
     missing = sorted(wanted - set(found))

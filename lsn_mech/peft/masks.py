@@ -30,12 +30,11 @@ from transformers.pytorch_utils import Conv1D
 
 from lsn_mech.errors import NeuronShapeMismatchError, UnsupportedArchitectureError
 from lsn_mech.models.modules import mlp_module_names
+from lsn_mech.models.runtime.hf_bridge import as_hf, has_hf, is_bridged
 from lsn_mech.neurons import NeuronSet
 
 Role = Literal["gate", "up", "down"]
 Side = Literal["output", "input"]
-
-_BRIDGE_INFIX = "._original_component"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,16 +139,14 @@ def resolve_hf_model(model: nn.Module) -> PreTrainedModel:
     get_base = getattr(model, "get_base_model", None)
     if callable(get_base):
         hf = get_base()
-    elif not isinstance(model, PreTrainedModel) and isinstance(
-        getattr(model, "original_model", None), PreTrainedModel
-    ):
-        hf = model.original_model  # type: ignore[assignment]
+    elif has_hf(model):
+        hf = as_hf(model)
     if not isinstance(hf, PreTrainedModel):
         raise TypeError(
             f"Expected a Hugging Face PreTrainedModel, got {type(model).__name__}; pass "
             f"lsn_mech.models.hf.plain_hf_model(model)."
         )
-    if any(_BRIDGE_INFIX in name for name, _ in hf.named_parameters()):
+    if is_bridged(hf):
         raise UnsupportedArchitectureError(
             "This Hugging Face model has been rewritten by a TransformerLens bridge (its "
             "parameter names contain '._original_component'); masks and routing address the "
