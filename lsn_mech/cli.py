@@ -79,16 +79,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _run_job(args: argparse.Namespace) -> int:
-    """Defaults, then ``--config``'s values, then the flags given; run; print the result."""
+def parse_job(argv: Sequence[str]) -> tuple[Any, Any]:
+    """``(job, config)`` for a job's command line, e.g. ``["lape", "--top-rate", "0.02"]``.
+
+    The config starts from the dataclass defaults, takes every value of ``--config FILE``
+    when given, then every flag given on the command line: a flag always wins.
+    """
+    return _job_and_config(build_parser(defaults=False).parse_args(argv))
+
+
+def _job_and_config(args: argparse.Namespace) -> tuple[Any, Any]:
     from lsn_mech.pipelines.flags import flag_values
-    from lsn_mech.pipelines.jobs import JOBS, ignored_dest, job_config
+    from lsn_mech.pipelines.jobs import JOBS, job_config
 
     job = JOBS[args.command]
+    return job, job_config(job, flag_values(args, job.config), args.config_file)
+
+
+def _run_job(args: argparse.Namespace) -> int:
+    """Build the job's config (`parse_job`'s rule), run it and print its result."""
+    from lsn_mech.pipelines.jobs import ignored_dest
+
+    job, config = _job_and_config(args)
     for flag, why in job.ignored.items():
         if getattr(args, ignored_dest(flag), None) is not None:
             print(f"lsn-mech {job.name}: {flag} is ignored ({why}).", file=sys.stderr)
-    config = job_config(job, flag_values(args, job.config), args.config_file)
     report = job.run(config, log=lambda line: print(line, file=sys.stderr))
     print(job.printout(report))
     return 0
