@@ -98,12 +98,12 @@ def _job_and_config(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def _run_job(args: argparse.Namespace) -> int:
     """Build the job's config (`parse_job`'s rule), run it and print its result."""
-    from lsn_mech.pipelines.jobs import ignored_dest
+    from lsn_mech.pipelines.jobs import JOBS, ignored_dest
 
-    job, config = _job_and_config(args)
-    for flag, why in job.ignored.items():
+    for flag, why in JOBS[args.command].ignored.items():
         if getattr(args, ignored_dest(flag), None) is not None:
-            print(f"lsn-mech {job.name}: {flag} is ignored ({why}).", file=sys.stderr)
+            print(f"lsn-mech {args.command}: {flag} is ignored ({why}).", file=sys.stderr)
+    job, config = _job_and_config(args)
     report = job.run(config, log=lambda line: print(line, file=sys.stderr))
     print(job.printout(report))
     return 0

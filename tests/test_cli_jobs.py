@@ -155,6 +155,12 @@ def test_the_old_flag_spellings_still_parse() -> None:
     assert args.epochs == 1.0 and isinstance(args.epochs, float)
 
 
+def test_an_ignored_old_flag_says_so(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["lape", "--split", "train", "--config", str(tmp_path / "none.json")]) == 2
+    error = capsys.readouterr().err
+    assert "lsn-mech lape: --split is ignored" in error and "No config file" in error
+
+
 def test_version(capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])

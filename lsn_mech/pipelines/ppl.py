@@ -19,7 +19,13 @@ __all__ = ["PplConfig", "PplReport", "run_ppl"]
 
 @dataclasses.dataclass
 class PplConfig:
-    """Every parameter of the perplexity job."""
+    """Every parameter of the perplexity job.
+
+    ``languages`` are read from ``text_files`` ({language: path}) when given, else from the
+    embedded Bible; ``lsn-mech ppl`` with ``--text-files`` and no ``--languages`` takes
+    every language of the files. ``dtype`` is a name (``"float32"``, ``"bfloat16"``,
+    ``"float16"``; ``None``: the device's default).
+    """
 
     model: str = "gemma-3-270m"
     languages: tuple[str, ...] = DEFAULT_LANGUAGES

@@ -18,7 +18,13 @@ __all__ = ["StatsConfig", "StatsReport", "run_stats"]
 
 @dataclasses.dataclass
 class StatsConfig:
-    """Every parameter of the statistics job."""
+    """Every parameter of the statistics job.
+
+    ``languages`` are read from ``text_files`` ({language: path}) when given, else from the
+    embedded Bible; ``lsn-mech stats`` with ``--text-files`` and no ``--languages`` takes
+    every language of the files. ``dtype`` is a name (``"float32"``, ``"bfloat16"``,
+    ``"float16"``; ``None``: the device's default).
+    """
 
     model: str = "gemma-3-270m"
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
