@@ -9,6 +9,7 @@ import dataclasses
 import json
 import typing
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -30,7 +31,7 @@ from lsn_mech.pipelines.configs import (
     config_to_dict,
     write_config,
 )
-from lsn_mech.pipelines.flags import format_default
+from lsn_mech.pipelines.flags import add_config_flags, flag_values, format_default
 from lsn_mech.stats import ActivationStats
 
 
@@ -159,6 +160,38 @@ def test_an_ignored_old_flag_says_so(tmp_path: Path, capsys) -> None:  # type: i
     assert main(["lape", "--split", "train", "--config", str(tmp_path / "none.json")]) == 2
     error = capsys.readouterr().err
     assert "lsn-mech lape: --split is ignored" in error and "No config file" in error
+
+
+@dataclasses.dataclass
+class Toy:
+    mode: Literal["a", "b"] = "a"
+    kinds: tuple[Literal["x", "y"], ...] = ("x",)
+    sizes: tuple[int, ...] = (1, 2)
+    ratio: float | int = 2.0
+    flag: bool = False
+    path: Path | None = None
+
+
+def toy_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toy")
+    add_config_flags(parser, Toy, defaults=False)
+    return parser
+
+
+def test_the_generator_reads_every_annotation_kind() -> None:
+    argv = ["--mode", "b", "--kinds", "x,y", "--sizes", "3", "4,5", "--ratio", "1", "--flag"]
+    values = flag_values(toy_parser().parse_args([*argv, "--path", "p"]), Toy)
+    assert Toy(**values) == Toy("b", ("x", "y"), (3, 4, 5), 1.0, True, Path("p"))
+    assert flag_values(toy_parser().parse_args([]), Toy) == {}  # nothing given, nothing set
+    help_text = " ".join(toy_parser().format_help().split())
+    assert "(default: a; choices: a, b)" in help_text
+    assert "(comma-separated; default: x; choices: x, y)" in help_text
+
+
+@pytest.mark.parametrize("argv", [["--mode", "c"], ["--kinds", "x,z"], ["--sizes", "1,two"]])
+def test_the_generator_refuses_values_outside_the_annotation(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        toy_parser().parse_args(argv)
 
 
 def test_version(capsys) -> None:  # type: ignore[no-untyped-def]

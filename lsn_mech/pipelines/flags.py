@@ -111,6 +111,15 @@ def _scalar(hint: Any) -> Any:
     return hint if hint in (int, float, str, Path) else str
 
 
+def _help_text(text: str, default: Any, element: Any, allowed: Sequence[Any] | None) -> str:
+    """``text (comma-separated; default: ...; choices: ...)``, escaped for argparse."""
+    text += " (comma-separated; " if element is not None else " ("
+    text += f"default: {format_default(default)}"
+    if allowed is not None:
+        text += "; choices: " + ", ".join(map(str, allowed))
+    return (text + ")").replace("%", "%%")
+
+
 def add_config_flags(
     parser: argparse.ArgumentParser,
     config_type: type,
@@ -140,12 +149,7 @@ def add_config_flags(
         element = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else None
         if element is not None and typing.get_origin(element) is Literal:
             allowed = typing.get_args(element)
-        text = help.get(name, name.replace("_", " "))
-        text += " (comma-separated; " if element is not None else " ("
-        text += f"default: {format_default(default)}"
-        if allowed is not None:
-            text += "; choices: " + ", ".join(map(str, allowed))
-        text = (text + ")").replace("%", "%%")
+        text = _help_text(help.get(name, name.replace("_", " ")), default, element, allowed)
         flags = [_flag(name), *aliases.get(name, ())]
         kwargs: dict[str, Any] = {"dest": name, "help": text}
         if defaults:
@@ -157,12 +161,11 @@ def add_config_flags(
             action = parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
             action.help = text  # BooleanOptionalAction would append its own default
         elif element is not None:
-            element_type = _scalar(element) if typing.get_origin(element) is not Literal else str
             parser.add_argument(
                 *flags,
                 action=_ListAction,
                 nargs="*",
-                element=element_type,
+                element=_scalar(element),
                 choices=allowed,
                 metavar=metavar,
                 **kwargs,
