@@ -1,20 +1,5 @@
-"""Stage timing shared by the jobs: each stage is logged when it starts and ends, and its
-seconds go into the report."""
+"""Deprecated home of `timed_stage`; the stage timer lives in `lsn_mech.pipelines.stages`."""
 
-from __future__ import annotations
+from lsn_mech.pipelines.stages import StageTimer, timed_stage
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
-
-@contextmanager
-def timed_stage(
-    seconds: dict[str, float], stage: str, log: Callable[[str], None], job: str
-) -> Iterator[None]:
-    """Log ``[job] stage ...``, run the block, record and log its wall time."""
-    log(f"[{job}] {stage} ...")
-    start = time.perf_counter()
-    yield
-    seconds[stage] = round(time.perf_counter() - start, 2)
-    log(f"[{job}] {stage}: {seconds[stage]:.1f} s")
+__all__ = ["StageTimer", "timed_stage"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,21 +19,16 @@ import torch
 from torch import Tensor
 
 from lsn_mech.errors import LsnMechError
-from lsn_mech.pipelines._timing import timed_stage
-
-ZERO_SHOT, FIVE_SHOT = "0-shot", "5-shot"
-TRAINED_METHODS = ("full", "lora", "layers", "lg", "ls", "landermt")
-ALL_METHODS = (ZERO_SHOT, FIVE_SHOT, *TRAINED_METHODS)
-METHOD_LABELS = {
-    ZERO_SHOT: "0-shot",
-    FIVE_SHOT: "In-context (5-shot)",
-    "full": "Full finetuning",
-    "lora": "LoRA",
-    "layers": "Layers",
-    "lg": "LANDeRMT-LG",
-    "ls": "LANDeRMT-LS",
-    "landermt": "LANDeRMT",
-}
+from lsn_mech.pipelines.configs import write_config
+from lsn_mech.pipelines.inputs import load_job_model
+from lsn_mech.pipelines.landermt_methods import (
+    ALL_METHODS,
+    FIVE_SHOT,
+    METHOD_LABELS,  # noqa: F401  (still importable from this module)
+    TRAINED_METHODS,  # noqa: F401
+    ZERO_SHOT,
+)
+from lsn_mech.pipelines.stages import StageTimer
 
 
 class LandermtConfigError(LsnMechError, ValueError):
@@ -84,6 +78,7 @@ class LandermtConfig:
     eval_batch_size: int = 8
     transfer: bool = False
     device: str | None = None
+    dtype: str | None = None
 
     def pairs(self) -> list[tuple[str, str]]:
         """``directions`` as ``(src, tgt)`` tuples."""
@@ -158,10 +153,6 @@ class LandermtReport:
     @property
     def report_path(self) -> Path:
         return self.output / "report.md"
-
-
-def _timed(seconds: dict[str, float], stage: str, log: Callable[[str], None]) -> Any:
-    return timed_stage(seconds, stage, log, "landermt")
 
 
 # ----- data --------------------------------------------------------------------------
@@ -473,7 +464,6 @@ def run_landermt(
     config: LandermtConfig, *, progress: bool = True, log: Callable[[str], None] = print
 ) -> LandermtReport:
     """Run the whole LANDeRMT reproduction and write ``config.output`` (module doc)."""
-    import lsn_mech as lm
     from lsn_mech.detect import select_layers, split_awareness, taylor_awareness
     from lsn_mech.experiments import neuron_projection
     from lsn_mech.pipelines.landermt_report import write_landermt_report
@@ -481,11 +471,12 @@ def run_landermt(
     config.check()
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    seconds: dict[str, float] = {}
+    write_config(config, output)
+    timer = StageTimer("landermt", log)
+    seconds = timer.seconds
     torch.manual_seed(config.seed)
-    with _timed(seconds, "load model and data", log):
-        bridge = lm.load_model(config.model, device=config.device)
+    with timer("load model and data"):
+        bridge = load_job_model(config.model, device=config.device, dtype=config.dtype)
         tokenizer = bridge.tokenizer
         n_layers = int(bridge.cfg.n_layers)
         if not 1 <= config.k <= n_layers - 1:
@@ -495,7 +486,7 @@ def run_landermt(
             )
         train, test = load_translation_data(config)
         batches = training_batches(tokenizer, train, config)
-    with _timed(seconds, "layer selection (Eq. 1-2)", log):
+    with timer("layer selection (Eq. 1-2)"):
         selection = select_layers(
             bridge,
             {p: b[: config.layer_batches] for p, b in batches.items()},
@@ -505,7 +496,7 @@ def run_landermt(
         )
         layers = selection.layers()
         selection.save(output / "layers.json")
-    with _timed(seconds, "awareness (Eq. 3-4)", log):
+    with timer("awareness (Eq. 3-4)"):
         awareness = taylor_awareness(
             bridge,
             awareness_batches(tokenizer, batches, config),
@@ -513,7 +504,7 @@ def run_landermt(
             reduce=config.awareness_reduce,  # type: ignore[arg-type]
             progress=progress,
         )
-    with _timed(seconds, "general/specific split (Eq. 5)", log):
+    with timer("general/specific split (Eq. 5)"):
         split = split_awareness(awareness, epsilon=config.epsilon)
         split.save(output / "neurons")
         top = layers[-1]
@@ -530,7 +521,7 @@ def run_landermt(
     results: dict[str, MethodResult] = {}
     translations: dict[str, dict[str, Any]] = {}
     for method in config.methods:
-        with _timed(seconds, f"method {method}", log):
+        with timer(f"method {method}"):
             result, evaluated, (train_log, _, _) = run_method(
                 method,
                 bridge,
@@ -557,7 +548,7 @@ def run_landermt(
         gc.collect()
     transfer = None
     if config.transfer:
-        with _timed(seconds, "transfer matrix (Fig. 3)", log):
+        with timer("transfer matrix (Fig. 3)"):
             baseline = (
                 results[ZERO_SHOT].bleu
                 if ZERO_SHOT in results
@@ -597,7 +588,7 @@ def run_landermt(
         seconds=seconds,
     )
     write_landermt_report(report, config=config, projections=projections)
-    (output / "timings.json").write_text(json.dumps(seconds, indent=2))
+    timer.save(output)
     log(f"[landermt] report: {output / 'report.md'}")
     return report
 

@@ -9,13 +9,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from lsn_mech.pipelines.landermt_methods import METHOD_LABELS
 from lsn_mech.pipelines.report import markdown_table, save_figure
 
 
 def results_rows(results: Mapping[str, Any], directions: list[str]) -> list[list[str]]:
     """Table 1/2 rows: method, trainable parameters, BLEU per direction, mean BLEU and chrF."""
-    from lsn_mech.pipelines.landermt import METHOD_LABELS
-
     rows = []
     for method, result in results.items():
         mean_chrf = sum(result.chrf.values()) / len(result.chrf)
@@ -35,8 +34,6 @@ def results_rows(results: Mapping[str, Any], directions: list[str]) -> list[list
 
 def _bleu_figure(results: Mapping[str, Any], directions: list[str]) -> Any:
     import plotly.graph_objects as go
-
-    from lsn_mech.pipelines.landermt import METHOD_LABELS
 
     figure = go.Figure()
     for method, result in results.items():

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lsn_mech.pipelines._timing import timed_stage
+from lsn_mech.pipelines.configs import write_config
+from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_corpus, load_job_model
 from lsn_mech.pipelines.report import write_lape_report
+from lsn_mech.pipelines.stages import StageTimer
 
-DEFAULT_LANGUAGES = ("en", "fr", "es", "zh", "ja", "vi", "id")
+__all__ = ["DEFAULT_LANGUAGES", "LapeConfig", "LapeReport", "run_lape"]
 
 
 @dataclasses.dataclass
@@ -63,16 +65,10 @@ class LapeReport:
         return self.output / "report.md"
 
 
-def _timed(seconds: dict[str, float], stage: str, log: Callable[[str], None]) -> Any:
-    return timed_stage(seconds, stage, log, "lape")
-
-
 def run_lape(
     config: LapeConfig, *, progress: bool = True, log: Callable[[str], None] = print
 ) -> LapeReport:
     """Run the whole LAPE reproduction and write ``config.output`` (see the module doc)."""
-    import torch
-
     import lsn_mech as lm
     from lsn_mech import detect
     from lsn_mech.evaluate import ppl_change_matrix
@@ -80,17 +76,14 @@ def run_lape(
 
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    seconds: dict[str, float] = {}
-    with _timed(seconds, "load model", log):
-        dtype = getattr(torch, config.dtype) if config.dtype else None
-        model = lm.load_model(config.model, device=config.device, dtype=dtype)
-    with _timed(seconds, "load corpus", log):
-        if config.text_files:
-            corpus = lm.corpora.from_files(config.text_files)
-        else:
-            corpus = lm.corpora.bible(list(config.languages))
-    with _timed(seconds, "collect statistics", log):
+    write_config(config, output)
+    timer = StageTimer("lape", log)
+    seconds = timer.seconds
+    with timer("load model"):
+        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
+    with timer("load corpus"):
+        corpus = load_job_corpus(config.languages, config.text_files)
+    with timer("collect statistics"):
         stats = lm.collect_stats(
             model,
             corpus,
@@ -101,7 +94,7 @@ def run_lape(
             output_dir=output / "stats",
             progress=progress,
         )
-    with _timed(seconds, "detect (LAPE + random baseline)", log):
+    with timer("detect (LAPE + random baseline)"):
         neurons = detect.lape(
             stats,
             top_rate=config.top_rate,
@@ -113,7 +106,7 @@ def run_lape(
         random_neurons.save(output / "random_neurons.safetensors")
         to_lape_file(neurons, output / "lape_neurons.pt")
         (output / "lape_neurons.languages.json").write_text(json.dumps(list(neurons.languages)))
-    with _timed(seconds, "PPL-change matrix (LAPE + random rows)", log):
+    with timer("PPL-change matrix (LAPE + random rows)"):
         rows = {**dict(neurons.items()), **{f"random:{k}": v for k, v in random_neurons.items()}}
         both = ppl_change_matrix(
             model,
@@ -127,7 +120,7 @@ def run_lape(
         )
         matrix = both.select_rows(list(neurons.languages))
         random_matrix = both.select_rows([f"random:{k}" for k in neurons.languages])
-    with _timed(seconds, "write report", log):
+    with timer("write report"):
         write_lape_report(
             output,
             config=config.to_dict(),
@@ -138,6 +131,6 @@ def run_lape(
             random_matrix=random_matrix,
             seconds=seconds,
         )
-    (output / "timings.json").write_text(json.dumps(seconds, indent=2))
+    timer.save(output)
     log(f"[lape] report: {output / 'report.md'}")
     return LapeReport(output, stats, neurons, random_neurons, matrix, random_matrix, seconds)

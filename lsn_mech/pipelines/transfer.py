@@ -17,13 +17,14 @@ Stages, each timed and written into one output folder:
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lsn_mech.errors import LsnMechError
-from lsn_mech.pipelines._timing import timed_stage
+from lsn_mech.pipelines.configs import write_config
+from lsn_mech.pipelines.inputs import load_job_model
+from lsn_mech.pipelines.stages import StageTimer
 
 __all__ = ["TransferConfig", "TransferConfigError", "TransferReport", "run_transfer"]
 
@@ -65,6 +66,7 @@ class TransferConfig:
     max_length: int = 128
     eval_batch_size: int = 16
     device: str | None = None
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
@@ -142,14 +144,10 @@ def run_transfer(
     config.check()
     output = config.output
     output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    seconds: dict[str, float] = {}
-
-    def stage(name: str) -> Any:
-        return timed_stage(seconds, name, log, "transfer")
-
+    write_config(config, output)
+    stage = StageTimer("transfer", log)
     with stage("load model and task"):
-        model = lm.load_model(config.model, device=config.device)
+        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
         task = bible_genre_task(
             config.source,
             config.targets,
@@ -239,7 +237,7 @@ def run_transfer(
         ppl=ppl,
         interventions=table,
         finetuning=finetuning,
-        seconds=seconds,
+        seconds=stage.seconds,
     )
     with stage("write report"):
         write_transfer_report(report, config.to_dict())

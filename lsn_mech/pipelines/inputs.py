@@ -1,0 +1,39 @@
+"""What a job loads from its config: the model (by name, device and dtype name) and the
+corpus (local files or the embedded Bible). Shared so every job reads these fields the
+same way."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lsn_mech.errors import LsnMechError
+
+__all__ = ["DEFAULT_LANGUAGES", "DTYPES", "load_job_corpus", "load_job_model"]
+
+DEFAULT_LANGUAGES = ("en", "fr", "es", "zh", "ja", "vi", "id")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+class UnknownDtypeError(LsnMechError, ValueError):
+    """A dtype name that is not one of `DTYPES`."""
+
+
+def load_job_model(model: str, *, device: str | None = None, dtype: str | None = None) -> Any:
+    """``lm.load_model`` with the dtype given by name (``None``: the device's default)."""
+    import torch
+
+    from lsn_mech.models import load_model
+
+    if dtype is not None and dtype not in DTYPES:
+        raise UnknownDtypeError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}.")
+    return load_model(model, device=device, dtype=getattr(torch, dtype) if dtype else None)
+
+
+def load_job_corpus(languages: Sequence[str], text_files: Mapping[str, str] | None) -> Any:
+    """``text_files`` ({language: path}) when given, else the Bible in ``languages``."""
+    import lsn_mech as lm
+
+    if text_files:
+        return lm.corpora.from_files(dict(text_files))
+    return lm.corpora.bible(list(languages))

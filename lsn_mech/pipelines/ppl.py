@@ -1,0 +1,122 @@
+"""The perplexity job: each language's perplexity on held-out text or, given neurons, the
+PPL-change matrix (each language's neurons deactivated in turn, every language
+evaluated), written into one folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lsn_mech.pipelines.configs import config_to_dict, write_config
+from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_corpus, load_job_model
+from lsn_mech.pipelines.stages import StageTimer
+
+__all__ = ["PplConfig", "PplReport", "run_ppl"]
+
+
+@dataclasses.dataclass
+class PplConfig:
+    """Every parameter of the perplexity job.
+
+    ``languages`` are read from ``text_files`` ({language: path}) when given, else from the
+    embedded Bible; ``lsn-mech ppl`` with ``--text-files`` and no ``--languages`` takes
+    every language of the files. ``dtype`` is a name (``"float32"``, ``"bfloat16"``,
+    ``"float16"``; ``None``: the device's default).
+    """
+
+    model: str = "gemma-3-270m"
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    text_files: dict[str, str] | None = None
+    split: str = "test"
+    window: int = 512
+    batch_size: int = 8
+    max_tokens: int = 10_000
+    neurons: Path | None = None
+    output: Path = Path("lsn_runs/ppl")
+    device: str | None = None
+    dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        self.output = Path(self.output)
+        self.languages = tuple(self.languages)
+        if self.neurons is not None:
+            self.neurons = Path(self.neurons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+
+@dataclasses.dataclass
+class PplReport:
+    """Where the job wrote its results: perplexities, or the matrix when neurons were given."""
+
+    output: Path
+    perplexities: dict[str, Any] | None
+    matrix: Any
+    seconds: dict[str, float]
+
+    def text(self) -> str:
+        """What ``lsn-mech ppl`` prints when it is done."""
+        if self.matrix is not None:
+            return f"{self.matrix}\nMatrix written to {self.output}."
+        return "\n".join(f"{language}: {p}" for language, p in (self.perplexities or {}).items())
+
+
+def run_ppl(
+    config: PplConfig, *, progress: bool = True, log: Callable[[str], None] = print
+) -> PplReport:
+    """Write ``perplexity.json`` (``ppl``, ``nll``, ``tokens`` per language) or, with
+    ``config.neurons``, ``ppl_matrix.json``/``.csv``/``.html``; plus ``config.json`` and
+    ``timings.json``."""
+    from lsn_mech.corpora.sources import language_windows
+    from lsn_mech.evaluate import perplexity, ppl_change_matrix
+    from lsn_mech.neurons import LanguageNeurons
+
+    output = config.output
+    output.mkdir(parents=True, exist_ok=True)
+    write_config(config, output)
+    timer = StageTimer("ppl", log)
+    with timer("load model"):
+        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
+    with timer("load corpus"):
+        corpus = load_job_corpus(config.languages, config.text_files)
+    if config.neurons is None:
+        results = {}
+        with timer("perplexity"):
+            for language in config.languages:
+                windows = language_windows(
+                    corpus,
+                    language,
+                    model.tokenizer,
+                    split=config.split,
+                    window=config.window,
+                    max_tokens=config.max_tokens,
+                )
+                results[language] = perplexity(
+                    model, windows, batch_size=config.batch_size, progress=progress
+                )
+                log(f"[ppl] {language}: {results[language]}")
+        table = {k: {"ppl": v.value, "nll": v.nll, "tokens": v.tokens} for k, v in results.items()}
+        (output / "perplexity.json").write_text(json.dumps(table, indent=2))
+        timer.save(output)
+        return PplReport(output, results, None, timer.seconds)
+    with timer("PPL-change matrix"):
+        matrix = ppl_change_matrix(
+            model,
+            LanguageNeurons.load(config.neurons),
+            corpus,
+            languages=list(config.languages),
+            split=config.split,
+            max_tokens_per_language=config.max_tokens,
+            window=config.window,
+            batch_size=config.batch_size,
+            progress=progress,
+        )
+        matrix.save(output / "ppl_matrix.json")
+        matrix.to_csv(output / "ppl_matrix.csv")
+        matrix.plot().write_html(str(output / "ppl_matrix.html"))
+    timer.save(output)
+    return PplReport(output, None, matrix, timer.seconds)

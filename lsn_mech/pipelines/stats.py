@@ -1,0 +1,113 @@
+"""The statistics job: per-language activation statistics of a model, checkpointed into
+one folder (rerunning the same job resumes), with a JSON summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lsn_mech.pipelines.configs import config_to_dict, write_config
+from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_corpus, load_job_model
+from lsn_mech.pipelines.stages import StageTimer
+
+__all__ = ["StatsConfig", "StatsReport", "run_stats"]
+
+
+@dataclasses.dataclass
+class StatsConfig:
+    """Every parameter of the statistics job.
+
+    ``languages`` are read from ``text_files`` ({language: path}) when given, else from the
+    embedded Bible; ``lsn-mech stats`` with ``--text-files`` and no ``--languages`` takes
+    every language of the files. ``dtype`` is a name (``"float32"``, ``"bfloat16"``,
+    ``"float16"``; ``None``: the device's default).
+    """
+
+    model: str = "gemma-3-270m"
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    text_files: dict[str, str] | None = None
+    split: str = "train"
+    window: int = 512
+    batch_size: int = 8
+    max_tokens: int = 20_000
+    output: Path = Path("lsn_runs/stats")
+    checkpoint_every: int = 25
+    device: str | None = None
+    dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        self.output = Path(self.output)
+        self.languages = tuple(self.languages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+
+@dataclasses.dataclass
+class StatsReport:
+    """Where the job wrote its results, and the statistics themselves."""
+
+    output: Path
+    stats: Any
+    summary: dict[str, Any]
+    seconds: dict[str, float]
+
+    @property
+    def stats_path(self) -> Path:
+        return self.output / "stats.safetensors"
+
+    def text(self) -> str:
+        """What ``lsn-mech stats`` prints when it is done."""
+        return (
+            f"{self.stats}\nStatistics written to {self.summary['stats_file']} "
+            f"({self.summary['seconds']:.0f} s)."
+        )
+
+
+def run_stats(
+    config: StatsConfig, *, progress: bool = True, log: Callable[[str], None] = print
+) -> StatsReport:
+    """Collect statistics into ``config.output``: ``stats.safetensors`` (resumable),
+    ``summary.json`` (tokens and mean activation probability per language),
+    ``config.json`` and ``timings.json``."""
+    from lsn_mech.stats import collect_stats
+
+    output = config.output
+    output.mkdir(parents=True, exist_ok=True)
+    write_config(config, output)
+    timer = StageTimer("stats", log)
+    with timer("load model"):
+        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
+    with timer("load corpus"):
+        corpus = load_job_corpus(config.languages, config.text_files)
+    with timer("collect statistics"):
+        stats = collect_stats(
+            model,
+            corpus,
+            languages=list(config.languages),
+            max_tokens_per_language=config.max_tokens,
+            batch_size=config.batch_size,
+            window=config.window,
+            split=config.split,
+            output_dir=output,
+            checkpoint_every=config.checkpoint_every,
+            progress=progress,
+        )
+    probability = stats.activation_probability("mlp_pre")
+    summary = {
+        "model": stats.provenance.model_id,
+        "languages": stats.languages,
+        "tokens": dict(zip(stats.languages, stats.tokens.tolist())),
+        "mean_activation_probability": {
+            language: round(float(probability[..., i].mean()), 4)
+            for i, language in enumerate(stats.languages)
+        },
+        "seconds": round(timer.seconds["collect statistics"], 1),
+        "stats_file": str(output / "stats.safetensors"),
+    }
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    timer.save(output)
+    return StatsReport(output, stats, summary, timer.seconds)
