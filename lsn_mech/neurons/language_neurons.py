@@ -18,6 +18,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError
+from lsn_mech.neurons import file_format
 from lsn_mech.neurons.neuron_set import DEFAULT_SITE, NeuronSet, Overlap
 from lsn_mech.provenance import Provenance
 
@@ -333,13 +334,37 @@ class LanguageNeurons(Mapping[str, NeuronSet]):
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write to ``<path>.safetensors``; see `lsn_mech.neurons.save`."""
-        from lsn_mech.neurons.io import save
-
-        return save(self, path)
+        meta = {
+            "kind": "LanguageNeurons",
+            "n_layers": self.n_layers,
+            "d_mlp": self.d_mlp,
+            "site": self.site,
+            "model_id": self.model_id,
+            "languages": list(self.languages),
+            "model_ids": {language: s.model_id for language, s in self.items()},
+            "provenance": None if self.provenance is None else self.provenance.to_dict(),
+        }
+        tensors: dict[str, Tensor] = {}
+        for language, s in self.items():  # `.layers` copies: no shared storage
+            tensors.update(file_format.layer_tensors(f"{language}/", s.layers))
+        return file_format.write(tensors, meta, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LanguageNeurons:
         """Read neurons written by `save`; see `lsn_mech.neurons.load`."""
-        from lsn_mech.neurons.io import load_language_neurons
+        meta, tensors = file_format.read(path)
+        file_format.check_kind(meta, path, "LanguageNeurons")
+        return cls._from_file(meta, tensors)
 
-        return load_language_neurons(path)
+    @classmethod
+    def _from_file(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> LanguageNeurons:
+        """The neurons of a file read by `file_format.read`."""
+        model_ids = meta.get("model_ids") or {}
+        sets = {
+            language: NeuronSet._from_file(meta, tensors, f"{language}/", model_ids.get(language))
+            for language in meta["languages"]
+        }
+        provenance = meta.get("provenance")
+        return cls(
+            sets, provenance=None if provenance is None else Provenance.from_dict(provenance)
+        )

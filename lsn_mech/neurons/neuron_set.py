@@ -29,6 +29,7 @@ from lsn_mech.errors import (
     NeuronShapeMismatchError,
     NotEnoughNeuronsError,
 )
+from lsn_mech.neurons import file_format
 
 DEFAULT_SITE = "mlp_post"
 
@@ -490,16 +491,45 @@ class NeuronSet:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write to ``<path>.safetensors``; see `lsn_mech.neurons.save`."""
-        from lsn_mech.neurons.io import save
-
-        return save(self, path)
+        meta = {"kind": "NeuronSet", **self._file_meta()}
+        return file_format.write(file_format.layer_tensors("", self.layers), meta, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> NeuronSet:
         """Read a set written by `save`; see `lsn_mech.neurons.load`."""
-        from lsn_mech.neurons.io import load_neuron_set
+        meta, tensors = file_format.read(path)
+        file_format.check_kind(meta, path, "NeuronSet")
+        return cls._from_file(meta, tensors)
 
-        return load_neuron_set(path)
+    def _file_meta(self) -> dict[str, Any]:
+        """The header fields that describe this set in a neuron file."""
+        return {
+            "n_layers": self.n_layers,
+            "d_mlp": self.d_mlp,
+            "site": self.site,
+            "model_id": self.model_id,
+        }
+
+    @classmethod
+    def _from_file(
+        cls,
+        meta: dict[str, Any],
+        tensors: dict[str, Tensor],
+        prefix: str = "",
+        model_id: str | EllipsisType | None = ...,
+    ) -> NeuronSet:
+        """The set stored under ``prefix`` of a file read by `file_format.read`.
+
+        ``model_id`` defaults to the header's (a `LanguageNeurons` file passes each
+        language's own).
+        """
+        layers = file_format.read_layers(tensors, prefix, int(meta["n_layers"]))
+        return cls(
+            layers,
+            d_mlp=int(meta["d_mlp"]),
+            site=meta["site"],
+            model_id=meta.get("model_id") if model_id is ... else model_id,
+        )
 
     # ------------------------------------------------------------------ helpers
 

@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -190,7 +191,8 @@ def widen(
         if not bool(grow.any()):
             return
         interior = counts[:, 1:-1]
-        pairs = interior.reshape(-1, half, 2).sum(dim=-1).to(counts.dtype)
+        pairs = einops.reduce(interior, "d_mlp (half pair) -> d_mlp half", "sum", half=half)
+        pairs = pairs.to(counts.dtype)
         empty = torch.zeros_like(pairs)
         moved = torch.where(left.unsqueeze(-1), torch.cat([empty, pairs], 1), interior)
         counts[:, 1:-1] = torch.where(right.unsqueeze(-1), torch.cat([pairs, empty], 1), moved)
@@ -214,8 +216,9 @@ def bin_counts(
     scale = bins / (high - low)
     index = ((values - low) * scale).floor_().clamp_(-1, bins).add_(1).to(torch.int32)
     offsets = torch.arange(d_mlp, device=values.device, dtype=torch.int32) * (bins + 2)
-    flat = (index + offsets).reshape(-1)
-    return torch.bincount(flat, minlength=d_mlp * (bins + 2)).view(d_mlp, bins + 2)
+    flat = einops.rearrange(index + offsets, "token d_mlp -> (token d_mlp)")
+    counts = torch.bincount(flat, minlength=d_mlp * (bins + 2))
+    return einops.rearrange(counts, "(d_mlp nbin) -> d_mlp nbin", d_mlp=d_mlp)
 
 
 def _fmin(a: Tensor, b: Tensor, a_empty: Tensor, b_empty: Tensor) -> Tensor:

@@ -1,0 +1,140 @@
+"""The neuron file on disk: index tensors plus a JSON header in one ``.safetensors`` file.
+
+This module knows the container (paths, the header key, the format tag and version,
+atomic writes, per-layer tensor keys) but not the classes stored in it, so
+`NeuronSet` and `LanguageNeurons` can save and load themselves through it while
+`lsn_mech.neurons.io` (which builds either from one file) sits above all three: imports
+flow one way, ``file_format ← neuron_set ← language_neurons ← io``.
+
+Layout: an ``int64`` index tensor per layer under ``"{prefix}{layer}"`` (``prefix`` is
+``""`` for a `NeuronSet` and ``"{language}/"`` inside `LanguageNeurons`; empty layers
+are zero-length tensors, which safetensors round-trips) and a JSON document under the
+header metadata key ``"lsn_mech"``. Nothing is pickled, so loading cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jaxtyping import Int64
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from lsn_mech.errors import NeuronFormatError
+
+FORMAT_NAME = "lsn_mech.neurons"
+FORMAT_VERSION = 1
+SUFFIX = ".safetensors"
+META_KEY = "lsn_mech"
+
+_LOADERS = {"NeuronSet": "NeuronSet.load", "LanguageNeurons": "LanguageNeurons.load"}
+
+
+def save_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` with ``.safetensors`` appended unless it already ends with it."""
+    path = Path(path)
+    return path if path.name.endswith(SUFFIX) else path.with_name(path.name + SUFFIX)
+
+
+def load_path(path: str | os.PathLike[str]) -> Path:
+    """The existing file ``path`` or ``path.safetensors``; an error naming both otherwise."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    with_suffix = save_path(path)
+    if with_suffix.is_file():
+        return with_suffix
+    raise FileNotFoundError(
+        f"No neuron file at {str(path)!r} (nor {str(with_suffix)!r}); save one with "
+        f"`lsn_mech.neurons.save(neurons, path)` first, or check the path."
+    )
+
+
+def layer_tensors(prefix: str, layers: Sequence[Int64[Tensor, " _n"]]) -> dict[str, Tensor]:
+    """One contiguous tensor per layer under ``"{prefix}{layer}"``."""
+    return {f"{prefix}{layer}": t.contiguous() for layer, t in enumerate(layers)}
+
+
+def read_layers(tensors: dict[str, Tensor], prefix: str, n_layers: int) -> list[Tensor]:
+    """The ``n_layers`` tensors stored under ``prefix`` (unchecked until a `NeuronSet` is
+    built from them), or an error if one is missing."""
+    layers = []
+    for layer in range(n_layers):
+        key = f"{prefix}{layer}"
+        if key not in tensors:
+            raise NeuronFormatError(f"Neuron file is missing tensor {key!r}; it is truncated.")
+        layers.append(tensors[key])
+    return layers
+
+
+def write(tensors: dict[str, Tensor], meta: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``tensors`` with ``meta`` (plus the format tag) to ``path`` atomically.
+
+    The file is written to a temporary name first and then moved into place, so an
+    interrupted save never leaves a truncated file behind. Returns the path written.
+    """
+    target = save_path(path)
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(header, ensure_ascii=False)})
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The header and tensors of a neuron file, after checking its format tag and version."""
+    resolved = load_path(path)
+    try:
+        with safe_open(str(resolved), framework="pt") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise NeuronFormatError(
+            f"{str(resolved)!r} is not a readable safetensors file ({exc}). For a LAPE `.pt` "
+            f"list use `lsn_mech.neurons.from_lape_file`."
+        ) from exc
+    if META_KEY not in header:
+        raise NeuronFormatError(
+            f"{str(resolved)!r} has no {META_KEY!r} metadata: it was not written by "
+            f"lsn_mech.neurons.save. Re-save the neurons with `lsn_mech.neurons.save`."
+        )
+    meta = json.loads(header[META_KEY])
+    if meta.get("format") != FORMAT_NAME:
+        raise NeuronFormatError(f"{str(resolved)!r} holds {meta.get('format')!r}, not neurons.")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise NeuronFormatError(
+            f"{str(resolved)!r} uses neuron format version {version!r}; this lsn_mech reads "
+            f"up to version {FORMAT_VERSION}. Upgrade lsn_mech to read it."
+        )
+    return meta, tensors
+
+
+def check_kind(meta: dict[str, Any], path: str | os.PathLike[str], expected: str) -> None:
+    """Raise unless the file holds ``expected`` (``"NeuronSet"`` or ``"LanguageNeurons"``)."""
+    kind = meta.get("kind")
+    if kind == expected:
+        return
+    if kind == "LanguageNeurons":
+        raise NeuronFormatError(
+            f"{str(path)!r} holds LanguageNeurons ({', '.join(meta.get('languages', []))}), "
+            f"not a single NeuronSet; use `LanguageNeurons.load` and pick a language."
+        )
+    if kind == "NeuronSet":
+        raise NeuronFormatError(
+            f"{str(path)!r} holds a single NeuronSet, not LanguageNeurons; use "
+            f"`NeuronSet.load`, or wrap it: `LanguageNeurons({{'xx': neuron_set}})`."
+        )
+    raise NeuronFormatError(
+        f"{str(path)!r} holds an unknown kind of neurons: {kind!r}; this lsn_mech reads "
+        f"{' and '.join(_LOADERS)} files ({', '.join(_LOADERS.values())})."
+    )
