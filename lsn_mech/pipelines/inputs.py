@@ -32,8 +32,8 @@ def load_job_model(model: str, *, device: str | None = None, dtype: str | None =
 
 def load_job_corpus(languages: Sequence[str], text_files: Mapping[str, str] | None) -> Any:
     """``text_files`` ({language: path}) when given, else the Bible in ``languages``."""
-    import lsn_mech as lm
+    from lsn_mech.corpora import bible, from_files
 
     if text_files:
-        return lm.corpora.from_files(dict(text_files))
-    return lm.corpora.bible(list(languages))
+        return from_files(dict(text_files))
+    return bible(list(languages))

@@ -69,10 +69,10 @@ def run_lape(
     config: LapeConfig, *, progress: bool = True, log: Callable[[str], None] = print
 ) -> LapeReport:
     """Run the whole LAPE reproduction and write ``config.output`` (see the module doc)."""
-    import lsn_mech as lm
     from lsn_mech import detect
     from lsn_mech.evaluate import ppl_change_matrix
     from lsn_mech.neurons import to_lape_file
+    from lsn_mech.stats import collect_stats
 
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ def run_lape(
     with timer("load corpus"):
         corpus = load_job_corpus(config.languages, config.text_files)
     with timer("collect statistics"):
-        stats = lm.collect_stats(
+        stats = collect_stats(
             model,
             corpus,
             languages=list(config.languages),
