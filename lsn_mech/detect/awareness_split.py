@@ -215,6 +215,7 @@ class AwarenessSplitSpec(DetectorSpec):
     """
 
     method: ClassVar[str] = "landermt.variance_split"
+    reads_statistics: ClassVar[bool] = False
     reads: ClassVar[str] = "an Awareness (lsn_mech.detect.taylor_awareness)"
 
     epsilon: float = 0.9

@@ -30,6 +30,7 @@ from lsn_mech.detect.registry import DetectorSpec, register
 class PvSpec(DetectorSpec):
     """PV's selection parameters (Tang et al. §3.1 (d)); defaults are the paper's."""
 
+    reads_statistics: ClassVar[bool] = False
     reads: ClassVar[str] = (
         "[layer, d_mlp, lang] change rates (lsn_mech.detect.pv_change_rates) with languages="
     )

@@ -99,6 +99,8 @@ class DetectorSpec:
     """``provenance.method`` of the results (default: `name`)."""
     reads: ClassVar[str] = "ActivationStats, or a [layer, d_mlp, lang] tensor with languages="
     """What ``detect`` takes as ``source``, in words (for error messages and docs)."""
+    reads_statistics: ClassVar[bool] = True
+    """Whether ``detect`` runs on `ActivationStats` (so statistics pipelines can use it)."""
 
     def detect(
         self,
@@ -145,7 +147,7 @@ def register(name: str, *, label: str | None = None) -> Callable[[type[S]], type
     """
 
     def decorate(spec_type: type[S]) -> type[S]:
-        params = getattr(spec_type, "__dataclass_params__", None)
+        params = vars(spec_type).get("__dataclass_params__")  # not a base class's
         if not (isinstance(spec_type, type) and issubclass(spec_type, DetectorSpec)):
             raise DetectorInputError(
                 f"@register({name!r}) needs a DetectorSpec subclass, got {spec_type!r}."

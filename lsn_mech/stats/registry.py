@@ -31,15 +31,19 @@ class UnknownAccumulatorError(LsnMechError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class AccumulatorNameTakenError(LsnMechError, ValueError):
+    """Two accumulator classes claim the same ``name``."""
+
+
 def register_accumulator(kind: type[Accumulator]) -> type[Accumulator]:
     """Register ``kind`` under its ``name`` (usable as a class decorator); returns it.
 
     Raises:
-        UnknownAccumulatorError: another class is already registered under that name.
+        AccumulatorNameTakenError: another class is already registered under that name.
     """
     known = ACCUMULATOR_TYPES.get(kind.name)
     if known is not None and known is not kind:
-        raise UnknownAccumulatorError(
+        raise AccumulatorNameTakenError(
             f"The accumulator name {kind.name!r} is taken by {known.__qualname__}; give "
             f"{kind.__qualname__} another `name`."
         )
