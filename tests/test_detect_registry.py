@@ -31,6 +31,7 @@ from lsn_mech.detect import (
     UnknownDetectorError,
 )
 from lsn_mech.detect import registry as detector_registry
+from lsn_mech.detect._common import read_input
 from lsn_mech.detect.awareness import Awareness
 from lsn_mech.errors import LsnMechError
 from lsn_mech.neurons import LanguageNeurons
@@ -345,42 +346,50 @@ def test_provenance_is_the_spec_plus_the_inputs(stats: ActivationStats) -> None:
 def test_a_new_detector_is_one_registered_spec(  # type: ignore[no-untyped-def]
     stats: ActivationStats, restore_registry
 ) -> None:
+    # the worked example of docs/detectors.md ("Adding a detector")
     @detect.register("top-mean", label="Top mean")
     @dataclasses.dataclass(frozen=True)
     class TopMeanSpec(DetectorSpec):
         """Each language's ``k`` neurons with the highest mean activation."""
 
-        k: int = 2
+        k: int = 100
         site: str = "mlp_post"
 
         def detect(
             self,
-            source: ActivationStats,
+            source: Any,
             *,
             languages: Sequence[str] | None = None,
             model_id: str | None = None,
         ) -> Detection:
-            chosen = source.subset(languages) if languages else source
-            means = chosen.mean(self.site)  # [layer, d_mlp, lang]
-            flat = means.flatten(0, 1)
-            masks = torch.zeros(flat.shape[1], flat.shape[0], dtype=torch.bool)
-            for index in range(flat.shape[1]):
-                masks[index, flat[:, index].topk(self.k).indices] = True
+            data = read_input(source, languages, kind="mean", site=self.site, model_id=model_id)
+            flat = data.values.flatten(0, 1)  # [layer · d_mlp, lang]
+            mask = torch.zeros(flat.T.shape, dtype=torch.bool)
+            mask.scatter_(1, flat.T.topk(self.k).indices, True)  # [lang, layer · d_mlp]
             neurons = LanguageNeurons.from_mask(
-                masks.view(-1, *means.shape[:2]),
-                chosen.languages,
+                mask.view(-1, *data.values.shape[:2]),
+                data.languages,
                 site=self.site,
-                model_id=model_id or chosen.provenance.model_id,
-                provenance=self.provenance(None, {"n": self.k}, model_id="toy"),
+                model_id=data.model_id,
+                provenance=self.provenance(data),
             )
-            return Detection(neurons=neurons, scores=means)
+            return Detection(neurons=neurons, scores=data.values)
 
     assert "top-mean" in detect.available()
     assert detect.get("top-mean") is TopMeanSpec and TopMeanSpec.label == "Top mean"
     result = detect.run("top-mean", stats, k=3)
     assert [len(result.neurons[x]) for x in LANGS] == [3, 3, 3]
     assert result.neurons.provenance.method == "top-mean"
-    assert result.neurons.provenance.parameters == {"k": 3, "site": "mlp_post", "n": 3}
+    assert result.neurons.provenance.parameters == {
+        "input": "ActivationStats",
+        "languages": LANGS,
+        "k": 3,
+        "site": "mlp_post",
+    }
+    means = stats.mean("mlp_post")
+    for index, language in enumerate(LANGS):  # the three largest means of each language
+        top = means[..., index].flatten().topk(3).indices.tolist()
+        assert sorted(result.neurons[language]) == sorted(divmod(i, 400) for i in top)
     # pipelines take it by name like the built-in ones
     from lsn_mech.pipelines.transfer import check_detectors
 
