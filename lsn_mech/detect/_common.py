@@ -60,6 +60,12 @@ def check_rate(name: str, value: float, *, allow_zero: bool) -> float:
     return float(value)
 
 
+def check_quantile_method(method: str) -> None:
+    """Raise unless ``method`` is a `QuantileMethod`."""
+    if method not in ("kthvalue", "linear"):
+        raise DetectorInputError(f"quantile must be 'kthvalue' or 'linear', got {method!r}.")
+
+
 def check_languages(languages: Sequence[str], n: int, what: str) -> list[str]:
     """Language codes for the last axis of a ``[..., lang]`` tensor of size ``n``."""
     if isinstance(languages, str):
@@ -255,6 +261,11 @@ class EntropySelection:
     membership: Bool[Tensor, "lang layer d_mlp"]
     filter_bar: float | None
     activation_bar: float | None
+
+    @property
+    def scores(self) -> Float[Tensor, "layer d_mlp"]:
+        """The ranking scores, ``entropy`` (lowest first; ``+inf`` = filtered out)."""
+        return self.entropy
 
 
 def entropy_select(

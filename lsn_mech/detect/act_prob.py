@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, ClassVar, Literal, cast
 
 import torch
 from jaxtyping import Float
@@ -35,8 +35,8 @@ from lsn_mech.detect._common import (
     DetectorInputError,
     check_rate,
     lowest_k,
-    make_provenance,
 )
+from lsn_mech.detect.registry import DetectorSpec, register, run, spec_keywords
 from lsn_mech.errors import StatisticsMismatchError
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.stats.container import ActivationStats
@@ -44,6 +44,7 @@ from lsn_mech.stats.histogram import fraction_above, pooled_quantile
 from lsn_mech.stats.percentiles import histogram, quantile
 
 Threshold = Literal["own", "pooled"]
+OwnEstimate = Literal["histogram", "batch_mean"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +66,7 @@ def act_prob_scores(
     *,
     percentile: float | int = 90.0,
     threshold: Threshold = "own",
-    own_estimate: Literal["histogram", "batch_mean"] = "histogram",
+    own_estimate: OwnEstimate = "histogram",
     site: str = "mlp_pre",
 ) -> tuple[Float[Tensor, "layer d_mlp lang"], Float[Tensor, "layer d_mlp lang"]]:
     """``(scores, thresholds)``: fraction of each language's tokens above the threshold.
@@ -91,79 +92,126 @@ def act_prob_scores(
     return fraction_above(hist, cut), cut.contiguous()
 
 
+@register("act-prob-90p", label="Act-Prob-90p")
+@dataclasses.dataclass(frozen=True)
+class ActProbSpec(DetectorSpec):
+    """Act-Prob-90p's parameters; defaults are the paper's (Mondal et al. 2025, §3)."""
+
+    method: ClassVar[str] = "act_prob_90p"
+    reads: ClassVar[str] = "ActivationStats with QuantileAccumulator histograms at site"
+
+    rate: float | int = 0.00125
+    """Share of all neurons selected per language (paper: 0.00125)."""
+    percentile: float | int = 90.0
+    """The threshold's percentile (paper: 90)."""
+    threshold: Threshold = "own"
+    """``"own"``: each language's own percentile of the neuron (the paper); ``"pooled"``:
+    the percentile of all languages' tokens pooled, one threshold shared by them."""
+    own_estimate: OwnEstimate = "histogram"
+    """How the own percentile is estimated: ``"histogram"`` (bounded error) or
+    ``"batch_mean"`` (the reference code's batch-averaged percentile; needs a
+    `BatchQuantileAccumulator`). Unused with ``threshold="pooled"``."""
+    site: str = "mlp_pre"
+    """Where the activations were histogrammed (paper: ``"mlp_pre"``)."""
+    neuron_site: str = "mlp_post"
+    """Site of the returned neurons."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", check_rate("rate", float(self.rate), allow_zero=False))
+        percentile = self.percentile
+        if not (isinstance(percentile, (int, float)) and 0 < percentile < 100):
+            raise DetectorInputError(
+                f"percentile must lie in (0, 100), got {percentile!r} (paper: 90)."
+            )
+        object.__setattr__(self, "percentile", float(percentile))
+        if self.threshold not in ("own", "pooled"):
+            raise DetectorInputError(
+                f"threshold must be 'own' or 'pooled', got {self.threshold!r}."
+            )
+        if self.own_estimate not in ("histogram", "batch_mean"):
+            raise DetectorInputError(
+                f"own_estimate must be 'histogram' or 'batch_mean', got {self.own_estimate!r}."
+            )
+
+    def detect(
+        self,
+        source: ActivationStats,
+        *,
+        languages: Sequence[str] | None = None,
+        model_id: str | None = None,
+    ) -> ActProbSelection:
+        """Top ``rate`` share of neurons per language by fraction of tokens above the cut."""
+        stats = source
+        if not isinstance(stats, ActivationStats):
+            raise DetectorInputError(
+                f"act_prob_90p needs ActivationStats with quantile histograms, got "
+                f"{type(stats).__name__}. Collect them with lsn_mech.collect_stats(model, "
+                "corpus, accumulators=[MomentAccumulator(sites), "
+                "QuantileAccumulator(('mlp_pre',))])."
+            )
+        if languages is not None:
+            if isinstance(languages, str):
+                raise DetectorInputError(f"languages must be a list of codes, got {languages!r}.")
+            stats = stats.subset(list(languages))
+        scores, cuts = act_prob_scores(
+            stats,
+            percentile=self.percentile,
+            threshold=self.threshold,
+            own_estimate=self.own_estimate,
+            site=self.site,
+        )
+        layers, d_mlp, n_languages = scores.shape
+        k = round(self.rate * layers * d_mlp)
+        selected = torch.stack(
+            [lowest_k(-scores[..., index], k) for index in range(n_languages)]
+        )  # highest scores first; ties: lower flat index
+        prov = stats.provenance
+        data = DetectorInput(
+            values=scores,
+            languages=list(stats.languages),
+            source="ActivationStats",
+            model_id=model_id if model_id is not None else prov.model_id,
+            corpus=prov.corpus,
+            corpus_hash=prov.corpus_hash,
+        )
+        derived = {
+            "k_per_language": k,
+            "score": "fraction of the language's tokens > threshold (histogram estimate)",
+            "tie_break": "flat_index",
+        }
+        neurons = LanguageNeurons.from_mask(
+            selected,
+            data.languages,
+            site=self.neuron_site,
+            model_id=data.model_id,
+            provenance=self.provenance(data, derived),
+        )
+        return ActProbSelection(neurons=neurons, scores=scores, thresholds=cuts, selected=selected)
+
+
+@spec_keywords(ActProbSpec)
 def act_prob_details(
     stats: ActivationStats,
     *,
     languages: Sequence[str] | None = None,
-    rate: float | int = 0.00125,
-    percentile: float | int = 90.0,
-    threshold: Threshold = "own",
-    own_estimate: Literal["histogram", "batch_mean"] = "histogram",
-    site: str = "mlp_pre",
-    neuron_site: str = "mlp_post",
     model_id: str | None = None,
+    **parameters: Any,
 ) -> ActProbSelection:
-    """`act_prob_90p`, returning also the scores, thresholds and selection mask."""
-    rate = check_rate("rate", float(rate), allow_zero=False)
-    if not isinstance(stats, ActivationStats):
-        raise DetectorInputError(
-            f"act_prob_90p needs ActivationStats with quantile histograms, got "
-            f"{type(stats).__name__}. Collect them with lsn_mech.collect_stats(model, corpus, "
-            "accumulators=[MomentAccumulator(sites), QuantileAccumulator(('mlp_pre',))])."
-        )
-    if languages is not None:
-        if isinstance(languages, str):
-            raise DetectorInputError(f"languages must be a list of codes, got {languages!r}.")
-        stats = stats.subset(list(languages))
-    scores, cuts = act_prob_scores(
-        stats, percentile=percentile, threshold=threshold, own_estimate=own_estimate, site=site
-    )
-    layers, d_mlp, n_languages = scores.shape
-    k = round(rate * layers * d_mlp)
-    selected = torch.stack(
-        [lowest_k(-scores[..., index], k) for index in range(n_languages)]
-    )  # highest scores first; ties: lower flat index
-    prov = stats.provenance
-    data = DetectorInput(
-        values=scores,
-        languages=list(stats.languages),
-        source="ActivationStats",
-        model_id=model_id if model_id is not None else prov.model_id,
-        corpus=prov.corpus,
-        corpus_hash=prov.corpus_hash,
-    )
-    provenance = make_provenance(
-        data,
-        method="act_prob_90p",
-        parameters={
-            "rate": rate,
-            "k_per_language": k,
-            "percentile": float(percentile),
-            "threshold": threshold,
-            "own_estimate": own_estimate if threshold == "own" else None,
-            "site": site,
-            "neuron_site": neuron_site,
-            "score": "fraction of the language's tokens > threshold (histogram estimate)",
-            "tie_break": "flat_index",
-        },
-    )
-    neurons = LanguageNeurons.from_mask(
-        selected, data.languages, site=neuron_site, model_id=data.model_id, provenance=provenance
-    )
-    return ActProbSelection(neurons=neurons, scores=scores, thresholds=cuts, selected=selected)
+    """`act_prob_90p`, returning also the scores, thresholds and selection mask.
+
+    ``parameters`` are the fields of `ActProbSpec`; same as ``run("act-prob-90p", ...)``.
+    """
+    result = run(ActProbSpec, stats, languages=languages, model_id=model_id, **parameters)
+    return cast(ActProbSelection, result)
 
 
+@spec_keywords(ActProbSpec)
 def act_prob_90p(
     stats: ActivationStats,
     *,
     languages: Sequence[str] | None = None,
-    rate: float | int = 0.00125,
-    percentile: float | int = 90.0,
-    threshold: Threshold = "own",
-    own_estimate: Literal["histogram", "batch_mean"] = "histogram",
-    site: str = "mlp_pre",
-    neuron_site: str = "mlp_post",
     model_id: str | None = None,
+    **parameters: Any,
 ) -> LanguageNeurons:
     """Language-specific neurons by Activation Probability 90p (Mondal et al. 2025).
 
@@ -179,27 +227,14 @@ def act_prob_90p(
             (plus a `BatchQuantileAccumulator` for ``own_estimate="batch_mean"``).
         languages: languages to detect for (default: all); with ``"pooled"`` they also
             define the pool.
-        rate: share of all neurons selected per language, paper: 0.00125.
-        percentile: the threshold's percentile, paper: 90.
-        threshold: ``"own"`` (each language's own percentile, the paper) or ``"pooled"``.
-        own_estimate: how the own percentile is estimated: ``"histogram"`` (bounded
-            error) or ``"batch_mean"`` (the reference code's batch-averaged percentile).
-        site: where the activations were histogrammed (paper: ``"mlp_pre"``).
-        neuron_site: site of the returned neurons (``"mlp_post"``).
         model_id: model the neurons belong to (default: the statistics' model id).
+        **parameters: fields of `ActProbSpec`, each documented there with the paper's
+            default: ``rate`` (0.00125), ``percentile`` (90), ``threshold``
+            (``"own"``), ``own_estimate`` (``"histogram"``), ``site`` (``"mlp_pre"``),
+            ``neuron_site`` (``"mlp_post"``).
 
     Raises:
         DetectorInputError: the statistics lack histograms at ``site`` (the message names
             the ``collect_stats(..., accumulators=[...])`` call), or a bad parameter.
     """
-    return act_prob_details(
-        stats,
-        languages=languages,
-        rate=rate,
-        percentile=percentile,
-        threshold=threshold,
-        own_estimate=own_estimate,
-        site=site,
-        neuron_site=neuron_site,
-        model_id=model_id,
-    ).neurons
+    return act_prob_details(stats, languages=languages, model_id=model_id, **parameters).neurons

@@ -17,8 +17,9 @@ ranking are broken by neuron index (stable sort), ties in the arg-max by languag
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
@@ -27,6 +28,7 @@ from torch import Tensor
 from lsn_mech._version import __version__
 from lsn_mech.detect._common import DetectorInputError, check_rate
 from lsn_mech.detect.awareness import Awareness
+from lsn_mech.detect.registry import Detection, DetectorSpec, register
 from lsn_mech.neurons import LanguageNeurons, NeuronSet
 from lsn_mech.provenance import Provenance
 
@@ -199,3 +201,44 @@ def split_awareness(
         epsilon=epsilon,
         awareness=awareness,
     )
+
+
+@register("landermt-split", label="LANDeRMT specific")
+@dataclasses.dataclass(frozen=True)
+class AwarenessSplitSpec(DetectorSpec):
+    """LANDeRMT's general/specific split (Eq. 5) as a registered detector.
+
+    It reads an `Awareness` (from `taylor_awareness`, which needs the model and parallel
+    data), not statistics. The result's ``neurons`` are the language-specific sets, its
+    ``scores`` the awareness ``[len(layers), d_mlp, lang]`` of the selected layers, and
+    its ``details`` the whole `AwarenessSplit` (with the language-general set).
+    """
+
+    method: ClassVar[str] = "landermt.variance_split"
+    reads_statistics: ClassVar[bool] = False
+    reads: ClassVar[str] = "an Awareness (lsn_mech.detect.taylor_awareness)"
+
+    epsilon: float = 0.9
+    """Share of each selected layer's neurons that are language-general (paper: 0.9)."""
+    correction: int = 0
+    """Variance correction: 0 (population variance) or 1 (sample variance)."""
+
+    def detect(
+        self,
+        source: Awareness,
+        *,
+        languages: Sequence[str] | None = None,
+        model_id: str | None = None,
+    ) -> Detection:
+        """`split_awareness` of ``source``; its languages and model are the awareness's."""
+        if not isinstance(source, Awareness):
+            raise DetectorInputError(
+                f"landermt-split reads {self.reads}, got {type(source).__name__}."
+            )
+        if languages is not None or model_id is not None:
+            raise DetectorInputError(
+                "landermt-split takes its languages and model from the awareness; choose "
+                "them when computing it (taylor_awareness), not here."
+            )
+        split = split_awareness(source, epsilon=self.epsilon, correction=self.correction)
+        return Detection(neurons=split.specific, scores=source.scores, details=split)

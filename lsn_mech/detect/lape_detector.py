@@ -17,7 +17,9 @@ Follows the public reference code exactly (see ``docs/detectors.md``):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any, cast
 
 from jaxtyping import Float
 from torch import Tensor
@@ -26,13 +28,14 @@ from lsn_mech.detect._common import (
     EntropySelection,
     QuantileMethod,
     check_probabilities,
+    check_quantile_method,
     check_rate,
     entropy_select,
-    make_provenance,
     normalised_entropy,
     read_input,
     require_languages,
 )
+from lsn_mech.detect.registry import DetectorSpec, register, run, spec_keywords
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.stats.container import ActivationStats
 
@@ -53,77 +56,101 @@ def lape_scores(probs: Float[Tensor, "layer d_mlp lang"]) -> Float[Tensor, "laye
     return normalised_entropy(probs)
 
 
-def lape_details(
-    stats_or_probs: ActivationStats | Float[Tensor, "layer d_mlp lang"],
-    *,
-    languages: Sequence[str] | None = None,
-    top_rate: float = 0.01,
-    filter_rate: float = 0.95,
-    activation_bar_ratio: float = 0.95,
-    site: str = "mlp_pre",
-    neuron_site: str = "mlp_post",
-    model_id: str | None = None,
-    quantile: QuantileMethod = "kthvalue",
-) -> EntropySelection:
-    """`lape`, returning also the probabilities, entropies, bars and selection mask."""
-    top_rate = check_rate("top_rate", top_rate, allow_zero=False)
-    filter_rate = check_rate("filter_rate", filter_rate, allow_zero=True)
-    activation_bar_ratio = check_rate("activation_bar_ratio", activation_bar_ratio, allow_zero=True)
-    data = read_input(stats_or_probs, languages, kind="probability", site=site, model_id=model_id)
-    require_languages(len(data.languages), "LAPE")
-    check_probabilities(data.values)
-    entropy, selected, membership, filter_bar, activation_bar = entropy_select(
-        data.values,
-        top_rate=top_rate,
-        filter_rate=filter_rate,
-        activation_bar_ratio=activation_bar_ratio,
-        quantile=quantile,
-    )
-    provenance = make_provenance(
-        data,
-        method="lape",
-        parameters={
-            "top_rate": top_rate,
-            "filter_rate": filter_rate,
-            "activation_bar_ratio": activation_bar_ratio,
-            "site": site,
-            "neuron_site": neuron_site,
-            "quantile": quantile,
+@register("lape", label="LAPE")
+@dataclasses.dataclass(frozen=True)
+class LapeSpec(DetectorSpec):
+    """LAPE's parameters; the defaults are the paper's and its reference code's."""
+
+    top_rate: float = 0.01
+    """Share of all neurons selected, lowest entropy first (paper: 0.01)."""
+    filter_rate: float = 0.95
+    """Quantile of all probabilities a neuron must exceed in at least one language to
+    be eligible (paper: 0.95)."""
+    activation_bar_ratio: float = 0.95
+    """Quantile of all probabilities a selected neuron must exceed in a language to
+    belong to it (paper: 0.95)."""
+    site: str = "mlp_pre"
+    """Where the probabilities are read (``"mlp_pre"``: ``act_fn(gate) > 0``)."""
+    neuron_site: str = "mlp_post"
+    """Site of the returned neurons (the input of the down projection, where
+    deactivation zeroes them)."""
+    quantile: QuantileMethod = "kthvalue"
+    """``"kthvalue"`` (reference code: ``k``-th smallest value with ``k = round(N ·
+    rate)``) or ``"linear"`` (``torch.quantile``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "top_rate", check_rate("top_rate", self.top_rate, allow_zero=False)
+        )
+        for name in ("filter_rate", "activation_bar_ratio"):
+            object.__setattr__(self, name, check_rate(name, getattr(self, name), allow_zero=True))
+        check_quantile_method(self.quantile)
+
+    def detect(
+        self,
+        source: ActivationStats | Float[Tensor, "layer d_mlp lang"],
+        *,
+        languages: Sequence[str] | None = None,
+        model_id: str | None = None,
+    ) -> EntropySelection:
+        """The steps of the module documentation; scores are the filtered entropies."""
+        data = read_input(source, languages, kind="probability", site=self.site, model_id=model_id)
+        require_languages(len(data.languages), "LAPE")
+        check_probabilities(data.values)
+        entropy, selected, membership, filter_bar, activation_bar = entropy_select(
+            data.values,
+            top_rate=self.top_rate,
+            filter_rate=self.filter_rate,
+            activation_bar_ratio=self.activation_bar_ratio,
+            quantile=self.quantile,
+        )
+        derived = {
             "tie_break": "flat_index",
             "filter_bar": filter_bar,
             "activation_bar": activation_bar,
             "n_selected": int(selected.sum()),
-        },
-    )
-    neurons = LanguageNeurons.from_mask(
-        membership,
-        data.languages,
-        site=neuron_site,
-        model_id=data.model_id,
-        provenance=provenance,
-    )
-    return EntropySelection(
-        neurons=neurons,
-        values=data.values,
-        entropy=entropy,
-        selected=selected,
-        membership=membership,
-        filter_bar=filter_bar,
-        activation_bar=activation_bar,
-    )
+        }
+        neurons = LanguageNeurons.from_mask(
+            membership,
+            data.languages,
+            site=self.neuron_site,
+            model_id=data.model_id,
+            provenance=self.provenance(data, derived),
+        )
+        return EntropySelection(
+            neurons=neurons,
+            values=data.values,
+            entropy=entropy,
+            selected=selected,
+            membership=membership,
+            filter_bar=filter_bar,
+            activation_bar=activation_bar,
+        )
 
 
+@spec_keywords(LapeSpec)
+def lape_details(
+    stats_or_probs: ActivationStats | Float[Tensor, "layer d_mlp lang"],
+    *,
+    languages: Sequence[str] | None = None,
+    model_id: str | None = None,
+    **parameters: Any,
+) -> EntropySelection:
+    """`lape`, returning also the probabilities, entropies, bars and selection mask.
+
+    ``parameters`` are the fields of `LapeSpec`; same as ``run("lape", ...)``.
+    """
+    result = run(LapeSpec, stats_or_probs, languages=languages, model_id=model_id, **parameters)
+    return cast(EntropySelection, result)
+
+
+@spec_keywords(LapeSpec)
 def lape(
     stats_or_probs: ActivationStats | Float[Tensor, "layer d_mlp lang"],
     *,
     languages: Sequence[str] | None = None,
-    top_rate: float = 0.01,
-    filter_rate: float = 0.95,
-    activation_bar_ratio: float = 0.95,
-    site: str = "mlp_pre",
-    neuron_site: str = "mlp_post",
     model_id: str | None = None,
-    quantile: QuantileMethod = "kthvalue",
+    **parameters: Any,
 ) -> LanguageNeurons:
     """Language-specific neurons by activation probability entropy (LAPE).
 
@@ -138,18 +165,11 @@ def lape(
             ``[layer, d_mlp, lang]`` tensor of activation probabilities.
         languages: with statistics, the languages to use (default: all, in their
             order); with a tensor, the code of each column (required).
-        top_rate: share of all neurons selected (lowest entropy first), paper: 0.01.
-        filter_rate: quantile of all probabilities a neuron must exceed in at least
-            one language to be eligible, paper: 0.95.
-        activation_bar_ratio: quantile of all probabilities a selected neuron must
-            exceed in a language to belong to it, paper: 0.95.
-        site: where the statistics are read (``"mlp_pre"``: ``act_fn(gate) > 0``).
-        neuron_site: site of the returned neurons (``"mlp_post"``: the input of the
-            down projection, where deactivation zeroes them).
         model_id: model the neurons belong to (default: the statistics' model id).
-        quantile: ``"kthvalue"`` (reference code: ``k``-th smallest value with
-            ``k = round(N · rate)``) or ``"linear"`` (``torch.quantile``).
-
+        **parameters: fields of `LapeSpec`, each documented there with the paper's
+            default: ``top_rate`` (0.01), ``filter_rate`` (0.95),
+            ``activation_bar_ratio`` (0.95), ``site`` (``"mlp_pre"``), ``neuron_site``
+            (``"mlp_post"``), ``quantile`` (``"kthvalue"``).
 
     Examples:
         >>> import torch
@@ -160,13 +180,5 @@ def lape(
         [[(0, 0)], [(1, 0)]]
     """
     return lape_details(
-        stats_or_probs,
-        languages=languages,
-        top_rate=top_rate,
-        filter_rate=filter_rate,
-        activation_bar_ratio=activation_bar_ratio,
-        site=site,
-        neuron_site=neuron_site,
-        model_id=model_id,
-        quantile=quantile,
+        stats_or_probs, languages=languages, model_id=model_id, **parameters
     ).neurons

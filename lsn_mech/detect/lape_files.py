@@ -20,48 +20,16 @@ from torch import Tensor
 from lsn_mech.detect._common import DetectorInputError, check_languages
 from lsn_mech.errors import StatisticsMismatchError
 from lsn_mech.provenance import Provenance, stable_hash
-from lsn_mech.stats.accumulators import Accumulator, State
-from lsn_mech.stats.container import ACCUMULATOR_TYPES, ActivationStats
+from lsn_mech.stats.container import ActivationStats
+from lsn_mech.stats.positive_counts import PositiveCountAccumulator
+
+__all__ = [
+    "PositiveCountAccumulator",  # moved to lsn_mech.stats; importable from here too
+    "activation_stats_from_lape",
+    "load_lape_activations",
+]
 
 PathLike = str | os.PathLike[str]
-
-
-class PositiveCountAccumulator(Accumulator):
-    """Counts of activations > 0 only: what the LAPE reference code records.
-
-    Imported statistics carry this accumulator's config (``{"name": "positive_counts",
-    "sites": ["mlp_pre"]}``), so they merge with each other (counts add up) but are
-    refused by `ActivationStats.merge` next to statistics collected with the default
-    moments accumulator, which carry sums too. It can also be passed to
-    `lsn_mech.collect_stats` to collect exactly what the reference code collects.
-    """
-
-    name = "positive_counts"
-    quantities = ("positive",)
-
-    def init_state(
-        self, n_layers: int, d_mlp: int, n_languages: int, device: torch.device
-    ) -> State:
-        shape = (n_layers, d_mlp, n_languages)
-        return {
-            f"{site}/positive": torch.zeros(shape, dtype=torch.int64, device=device)
-            for site in self.sites
-        }
-
-    def update(
-        self,
-        state: State,
-        site: str,
-        layer: int,
-        language: int,
-        activations: Float[Tensor, "token d_mlp"],
-    ) -> None:
-        state[f"{site}/positive"][layer, :, language] += (activations > 0).sum(dim=0)
-
-
-# Registered so that `ActivationStats.merge` can rebuild it from its config (the
-# extension point documented in docs/statistics.md).
-ACCUMULATOR_TYPES.setdefault(PositiveCountAccumulator.name, PositiveCountAccumulator)
 
 
 def _resolve(

@@ -19,8 +19,9 @@ entropies, and membership where ``v > activation_bar`` (global
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 from jaxtyping import Float
@@ -31,12 +32,13 @@ from lsn_mech.detect._common import (
     EntropySelection,
     QuantileMethod,
     check_finite,
+    check_quantile_method,
     check_rate,
     entropy_select,
-    make_provenance,
     read_input,
     require_languages,
 )
+from lsn_mech.detect.registry import DetectorSpec, register, run, spec_keywords
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.stats.container import ActivationStats
 
@@ -56,81 +58,108 @@ def lave_values(
     raise DetectorInputError(f"negative must be 'clamp', 'abs' or 'shift', got {negative!r}.")
 
 
-def lave_details(
-    stats_or_means: ActivationStats | Float[Tensor, "layer d_mlp lang"],
-    *,
-    languages: Sequence[str] | None = None,
-    top_rate: float = 0.01,
-    filter_rate: float = 0.95,
-    activation_bar_ratio: float = 0.95,
-    negative: NegativeRule = "clamp",
-    site: str = "mlp_post",
-    neuron_site: str = "mlp_post",
-    model_id: str | None = None,
-    quantile: QuantileMethod = "kthvalue",
-) -> EntropySelection:
-    """`lave`, returning also the transformed values, entropies, bars and selection."""
-    top_rate = check_rate("top_rate", top_rate, allow_zero=False)
-    filter_rate = check_rate("filter_rate", filter_rate, allow_zero=True)
-    activation_bar_ratio = check_rate("activation_bar_ratio", activation_bar_ratio, allow_zero=True)
-    data = read_input(stats_or_means, languages, kind="mean", site=site, model_id=model_id)
-    require_languages(len(data.languages), "LAVE")
-    check_finite(data.values, "mean activations")
-    values = lave_values(data.values, negative)
-    entropy, selected, membership, filter_bar, activation_bar = entropy_select(
-        values,
-        top_rate=top_rate,
-        filter_rate=filter_rate,
-        activation_bar_ratio=activation_bar_ratio,
-        quantile=quantile,
-    )
-    provenance = make_provenance(
-        data,
-        method="lave",
-        parameters={
-            "top_rate": top_rate,
-            "filter_rate": filter_rate,
-            "activation_bar_ratio": activation_bar_ratio,
-            "negative": negative,
-            "site": site,
-            "neuron_site": neuron_site,
-            "quantile": quantile,
+@register("lave", label="LAVE")
+@dataclasses.dataclass(frozen=True)
+class LaveSpec(DetectorSpec):
+    """LAVE's parameters: LAPE's (same defaults, paper §3.1 (c)) plus the negative rule."""
+
+    top_rate: float = 0.01
+    """Share of all neurons selected, lowest entropy first (paper: 1 %)."""
+    filter_rate: float = 0.95
+    """Quantile of all values a neuron must exceed in some language to be eligible."""
+    activation_bar_ratio: float = 0.95
+    """Quantile of all values a selected neuron must exceed in a language to belong to it."""
+    negative: NegativeRule = "clamp"
+    """How negative means are made non-negative: ``"clamp"``, ``"abs"`` or ``"shift"``
+    (module documentation)."""
+    site: str = "mlp_post"
+    """Where the mean is read: the neuron's output (the input of the down projection):
+    ``act_fn(pre)`` for GPT-2/BLOOM (the paper's activation value), ``act_fn(gate) · up``
+    for gated MLPs, where ``act_fn(gate)`` alone is not a hook site. ``"mlp_pre"`` uses
+    the pre-activation instead."""
+    neuron_site: str = "mlp_post"
+    """Site of the returned neurons."""
+    quantile: QuantileMethod = "kthvalue"
+    """``"kthvalue"`` (reference-code rule) or ``"linear"``."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "top_rate", check_rate("top_rate", self.top_rate, allow_zero=False)
+        )
+        for name in ("filter_rate", "activation_bar_ratio"):
+            object.__setattr__(self, name, check_rate(name, getattr(self, name), allow_zero=True))
+        if self.negative not in ("clamp", "abs", "shift"):
+            raise DetectorInputError(
+                f"negative must be 'clamp', 'abs' or 'shift', got {self.negative!r}."
+            )
+        check_quantile_method(self.quantile)
+
+    def detect(
+        self,
+        source: ActivationStats | Float[Tensor, "layer d_mlp lang"],
+        *,
+        languages: Sequence[str] | None = None,
+        model_id: str | None = None,
+    ) -> EntropySelection:
+        """LAPE's recipe on the transformed means; scores are the filtered entropies."""
+        data = read_input(source, languages, kind="mean", site=self.site, model_id=model_id)
+        require_languages(len(data.languages), "LAVE")
+        check_finite(data.values, "mean activations")
+        values = lave_values(data.values, self.negative)
+        entropy, selected, membership, filter_bar, activation_bar = entropy_select(
+            values,
+            top_rate=self.top_rate,
+            filter_rate=self.filter_rate,
+            activation_bar_ratio=self.activation_bar_ratio,
+            quantile=self.quantile,
+        )
+        derived = {
             "tie_break": "flat_index",
             "filter_bar": filter_bar,
             "activation_bar": activation_bar,
             "n_selected": int(selected.sum()),
-        },
-    )
-    neurons = LanguageNeurons.from_mask(
-        membership,
-        data.languages,
-        site=neuron_site,
-        model_id=data.model_id,
-        provenance=provenance,
-    )
-    return EntropySelection(
-        neurons=neurons,
-        values=values.to(torch.float64),
-        entropy=entropy,
-        selected=selected,
-        membership=membership,
-        filter_bar=filter_bar,
-        activation_bar=activation_bar,
-    )
+        }
+        neurons = LanguageNeurons.from_mask(
+            membership,
+            data.languages,
+            site=self.neuron_site,
+            model_id=data.model_id,
+            provenance=self.provenance(data, derived),
+        )
+        return EntropySelection(
+            neurons=neurons,
+            values=values.to(torch.float64),
+            entropy=entropy,
+            selected=selected,
+            membership=membership,
+            filter_bar=filter_bar,
+            activation_bar=activation_bar,
+        )
 
 
+@spec_keywords(LaveSpec)
+def lave_details(
+    stats_or_means: ActivationStats | Float[Tensor, "layer d_mlp lang"],
+    *,
+    languages: Sequence[str] | None = None,
+    model_id: str | None = None,
+    **parameters: Any,
+) -> EntropySelection:
+    """`lave`, returning also the transformed values, entropies, bars and selection.
+
+    ``parameters`` are the fields of `LaveSpec`; same as ``run("lave", ...)``.
+    """
+    result = run(LaveSpec, stats_or_means, languages=languages, model_id=model_id, **parameters)
+    return cast(EntropySelection, result)
+
+
+@spec_keywords(LaveSpec)
 def lave(
     stats_or_means: ActivationStats | Float[Tensor, "layer d_mlp lang"],
     *,
     languages: Sequence[str] | None = None,
-    top_rate: float = 0.01,
-    filter_rate: float = 0.95,
-    activation_bar_ratio: float = 0.95,
-    negative: NegativeRule = "clamp",
-    site: str = "mlp_post",
-    neuron_site: str = "mlp_post",
     model_id: str | None = None,
-    quantile: QuantileMethod = "kthvalue",
+    **parameters: Any,
 ) -> LanguageNeurons:
     """Language-specific neurons by activation value entropy (LAVE, a LAPE variant).
 
@@ -138,30 +167,12 @@ def lave(
         stats_or_means: `ActivationStats` (means are read at ``site``) or a
             ``[layer, d_mlp, lang]`` tensor of mean activations.
         languages: subset/order of languages (statistics) or column codes (tensor).
-        top_rate: share of all neurons selected, lowest entropy first (paper: 1 %).
-        filter_rate: quantile of all values a neuron must exceed in some language.
-        activation_bar_ratio: quantile of all values a selected neuron must exceed in
-            a language to belong to it.
-        negative: how negative means are made non-negative: ``"clamp"`` (default),
-            ``"abs"`` or ``"shift"`` (see the module documentation).
-        site: where the mean is read. Default ``"mlp_post"``, the neuron's output
-            (the input of the down projection): ``act_fn(pre)`` for GPT-2/BLOOM (the
-            paper's activation value), ``act_fn(gate) · up`` for gated MLPs, where
-            ``act_fn(gate)`` alone is not a hook site. ``"mlp_pre"`` uses the
-            pre-activation instead.
-        neuron_site: site of the returned neurons (``"mlp_post"``).
         model_id: model the neurons belong to (default: the statistics' model id).
-        quantile: ``"kthvalue"`` (reference-code rule) or ``"linear"``.
+        **parameters: fields of `LaveSpec`, each documented there: ``top_rate``
+            (0.01), ``filter_rate`` (0.95), ``activation_bar_ratio`` (0.95),
+            ``negative`` (``"clamp"``), ``site`` (``"mlp_post"``), ``neuron_site``
+            (``"mlp_post"``), ``quantile`` (``"kthvalue"``).
     """
     return lave_details(
-        stats_or_means,
-        languages=languages,
-        top_rate=top_rate,
-        filter_rate=filter_rate,
-        activation_bar_ratio=activation_bar_ratio,
-        negative=negative,
-        site=site,
-        neuron_site=neuron_site,
-        model_id=model_id,
-        quantile=quantile,
+        stats_or_means, languages=languages, model_id=model_id, **parameters
     ).neurons

@@ -6,7 +6,8 @@ Stages, each timed and written into one output folder:
    test on the targets;
 2. statistics with percentiles (mean, P5…P95 at ``mlp_pre`` and ``mlp_post``) on the
    detection languages;
-3. neurons: LAPE and Act-Prob-90p, and their overlap (Fig. 18–19);
+3. neurons of each detector in ``detectors``, chosen by registry name (default LAPE and
+   Act-Prob-90p), and the overlap of the first two (Fig. 18–19);
 4. the PPL change of zero versus percentile "deactivation" (Fig. 1);
 5. the source classifier and the test-time intervention table (Tables 1/4);
 6. masked-LoRA finetuning of source / target / both / random neurons, then the same
@@ -38,7 +39,8 @@ class TransferConfig:
     """Every parameter of the job.
 
     The paper's choices where they apply (source en; XQuAD's targets vi, hi, zh; the
-    columns of Tables 1–3; Act-Prob's rate 0.00125; LAPE's defaults; AdamW with weight
+    columns of Tables 1–3; LAPE and Act-Prob-90p with their papers' defaults, by
+    registry name in ``detectors``, the first also used for finetuning; AdamW with weight
     decay 0.1, clipping 10, 1 % warm-up, batch 8, 2 epochs); the data sizes are sized for
     2 CPU cores (measured times in docs/transfer.md).
     """
@@ -47,6 +49,7 @@ class TransferConfig:
     source: str = "en"
     targets: tuple[str, ...] = ("vi", "hi", "zh")
     detection_languages: tuple[str, ...] = ("en", "vi", "hi", "zh", "fr", "ja")
+    detectors: tuple[str, ...] = ("lape", "act-prob-90p")
     output: Path = Path("lsn_runs/transfer")
     stats_tokens: int = 10_000
     train_per_genre: int = 60
@@ -70,7 +73,7 @@ class TransferConfig:
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
-        for name in ("targets", "detection_languages", "interventions", "setups"):
+        for name in ("targets", "detection_languages", "detectors", "interventions", "setups"):
             setattr(self, name, tuple(getattr(self, name)))
         self.finetune_targets = tuple(self.finetune_targets)
         self.ppl_values = tuple(self.ppl_values)
@@ -84,11 +87,18 @@ class TransferConfig:
                 f"detection_languages must include the source and every target; add "
                 f"{missing} (neurons and statistics are needed for each)."
             )
+        check_detectors(self.detectors)
         stray = sorted(set(self.finetune_targets) - set(self.targets))
         if stray:
             raise TransferConfigError(
                 f"finetune_targets {stray} are not among targets {list(self.targets)}."
             )
+
+    def detector_labels(self) -> list[str]:
+        """The detectors' names for tables and plots, e.g. ``["LAPE", "Act-Prob-90p"]``."""
+        from lsn_mech import detect
+
+        return [detect.get(name).label for name in self.detectors]
 
     def classifier_config(self) -> Any:
         from lsn_mech.training.classifier import ClassifierConfig
@@ -109,6 +119,25 @@ class TransferConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
+def check_detectors(names: tuple[str, ...]) -> None:
+    """Raise `TransferConfigError` unless every name is a registered statistics detector."""
+    from lsn_mech import detect
+
+    if not names:
+        raise TransferConfigError(
+            f"detectors is empty; name at least one of {', '.join(detect.available())}."
+        )
+    if len(set(names)) != len(names):
+        raise TransferConfigError(f"detectors {list(names)} repeats a name; list each once.")
+    for name in names:
+        spec_type = detect.get(name)  # UnknownDetectorError lists the available ones
+        if not spec_type.reads_statistics:
+            raise TransferConfigError(
+                f"The transfer job detects on activation statistics, but {name!r} reads "
+                f"{spec_type.reads}; choose a statistics detector."
+            )
+
+
 @dataclasses.dataclass
 class TransferReport:
     """Where the job wrote its results, and the objects themselves."""
@@ -116,7 +145,7 @@ class TransferReport:
     output: Path
     task: Any
     neurons: dict[str, Any]
-    overlap: Any
+    overlap: Any  # None with a single detector
     ppl: Any
     interventions: Any
     finetuning: Any
@@ -167,12 +196,16 @@ def run_transfer(
             output_dir=output / "stats",
             progress=progress,
         )
-    with stage("detect (LAPE, Act-Prob-90p)"):
-        neurons = {"lape": detect.lape(stats), "act-prob-90p": detect.act_prob_90p(stats)}
+    labels = config.detector_labels()
+    with stage(f"detect ({', '.join(labels)})"):
+        neurons = {name: detect.run(name, stats).neurons for name in config.detectors}
         for name, found in neurons.items():
             found.save(output / f"neurons_{name}.safetensors")
-        overlap = method_overlap(neurons["lape"], neurons["act-prob-90p"])
-        overlap.save(output / "method_overlap.json")
+        overlap = None
+        if len(neurons) >= 2:
+            first, second = config.detectors[:2]
+            overlap = method_overlap(neurons[first], neurons[second], names=labels[:2])
+            overlap.save(output / "method_overlap.json")
     with stage("PPL: zero vs percentile deactivation (Fig. 1)"):
         ppl = {
             name: deactivation_value_ppl(
@@ -215,8 +248,9 @@ def run_transfer(
             finetuning = finetuning_table(
                 model,
                 task,
-                neurons["lape"],
+                neurons[config.detectors[0]],
                 stats,
+                detector=config.detectors[0],
                 setups=config.setups,
                 interventions=config.interventions,
                 languages=list(config.finetune_targets or config.targets),

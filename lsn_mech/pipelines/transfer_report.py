@@ -61,9 +61,11 @@ def write_transfer_report(report: Any, config: dict[str, Any]) -> None:
     ]
     languages = list(next(iter(report.neurons.values())).languages)
     lines.append(_block(table(["detector", *languages], counts)))
-    lines.append("LAPE vs Act-Prob-90p (Fig. 18–19):\n")
-    lines.append(_block(report.overlap))
-    lines.append(f"Figure: {_figure(report.overlap.plot(), out / 'method_overlap.html')}\n")
+    if report.overlap is not None:
+        first, second = report.overlap.names
+        lines.append(f"{first} vs {second} (Fig. 18–19):\n")
+        lines.append(_block(report.overlap))
+        lines.append(f"Figure: {_figure(report.overlap.plot(), out / 'method_overlap.html')}\n")
     lines.append("## PPL: zero vs statistic deactivation (Fig. 1)\n")
     for name, result in report.ppl.items():
         lines.append(f"### {name}\n")

@@ -15,21 +15,17 @@ from torch import Tensor
 from lsn_mech.errors import MissingLanguageError, StatisticsMismatchError
 from lsn_mech.provenance import Provenance
 from lsn_mech.stats import quantile_state
-from lsn_mech.stats.accumulators import Accumulator, MomentAccumulator
+from lsn_mech.stats.accumulators import Accumulator
 from lsn_mech.stats.histogram import Histogram, histogram_quantile
-from lsn_mech.stats.quantiles import BatchQuantileAccumulator, QuantileAccumulator
+from lsn_mech.stats.registry import ACCUMULATOR_TYPES as ACCUMULATOR_TYPES  # its old home
+from lsn_mech.stats.registry import accumulator_type
 
 FORMAT_VERSION = 1
-ACCUMULATOR_TYPES: dict[str, type[Accumulator]] = {
-    "moments": MomentAccumulator,
-    "quantiles": QuantileAccumulator,
-    "batch_quantiles": BatchQuantileAccumulator,
-}
 
 
 def build_accumulator(config: Mapping[str, Any]) -> Accumulator:
     """Recreate an accumulator from the JSON config it recorded."""
-    kind = ACCUMULATOR_TYPES[str(config["name"])]
+    kind = accumulator_type(str(config["name"]))
     extra = {k: v for k, v in config.items() if k not in ("name", "sites")}
     return kind(tuple(config["sites"]), **extra)
 
