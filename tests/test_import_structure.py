@@ -89,15 +89,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 # Left to other branches of issue 11. While these are all that is left, the two tests
 # below are expected failures; once they are gone, delete these two sets (the tests then
 # pass or fail outright).
-PENDING_CIRCLES: frozenset[frozenset[str]] = frozenset(
-    {frozenset({"lsn_mech.pipelines.landermt", "lsn_mech.pipelines.landermt_report"})}
-)
-PENDING_UPWARD_IMPORTS: frozenset[tuple[str, str]] = frozenset(
-    {("pipelines", FACADE)}  # `import lsn_mech as lm` in the jobs: import the layers instead
-)
-"""(importer layer, imported layer)."""
-
-
 # ----------------------------------------------------------------------------- scanning
 
 
@@ -359,8 +350,6 @@ def test_no_import_circles(modules: dict[str, Path], imports: list[Import]) -> N
         ]
         lines.append(f"{sorted(group)}:\n    " + "\n    ".join(map(str, steps)))
     report = f"{len(found)} import circle(s):\n" + "\n".join(lines)
-    if set(found) <= PENDING_CIRCLES:
-        pytest.xfail(f"only the circles another branch is untying are left. {report}")
     pytest.fail(report)
 
 
@@ -387,8 +376,6 @@ def test_no_import_from_a_higher_layer(modules: dict[str, Path], imports: list[I
     if not bad:
         return
     report = "imports from a layer that is not below:\n    " + "\n    ".join(map(str, bad))
-    if {(layer_of(i.importer), layer_of(i.target)) for i in bad} <= PENDING_UPWARD_IMPORTS:
-        pytest.xfail(f"only the imports another branch is removing are left. {report}")
     pytest.fail(report)
 
 

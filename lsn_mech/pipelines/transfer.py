@@ -160,14 +160,14 @@ def run_transfer(
     config: TransferConfig, *, progress: bool = True, log: Callable[[str], None] = print
 ) -> TransferReport:
     """Run the whole reproduction and write ``config.output`` (see the module doc)."""
-    import lsn_mech as lm
     from lsn_mech import detect
+    from lsn_mech.corpora import bible
     from lsn_mech.corpora.genre import bible_genre_task
     from lsn_mech.experiments.deactivation_values import deactivation_value_ppl
     from lsn_mech.experiments.method_overlap import method_overlap
     from lsn_mech.experiments.transfer import finetuning_table, intervention_table
     from lsn_mech.pipelines.transfer_report import write_transfer_report
-    from lsn_mech.stats import MomentAccumulator, QuantileAccumulator
+    from lsn_mech.stats import MomentAccumulator, QuantileAccumulator, collect_stats
     from lsn_mech.training.classifier import finetune_classifier
 
     config.check()
@@ -184,10 +184,10 @@ def run_transfer(
             test_per_genre=config.test_per_genre,
             seed=config.seed,
         )
-        corpus = lm.corpora.bible(list(config.detection_languages))
+        corpus = bible(list(config.detection_languages))
     with stage("statistics with percentiles"):
         sites = ("mlp_pre", "mlp_post")
-        stats = lm.collect_stats(
+        stats = collect_stats(
             model,
             corpus,
             languages=list(config.detection_languages),
