@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from lsn_mech.cli import main
+from lsn_mech.errors import LsnMechError
 from lsn_mech.evaluate import PPLChangeMatrix
 from lsn_mech.neurons import LanguageNeurons, from_lape_file
 from lsn_mech.pipelines import LapeConfig, run_lape
@@ -110,3 +112,32 @@ def test_lape_command(tmp_path, texts) -> None:  # type: ignore[no-untyped-def]
     neurons = LanguageNeurons.load(tmp_path / "cli" / "neurons.safetensors")
     assert len(neurons.union()) <= round(0.05 * 3 * 128)
     assert torch.is_tensor(neurons.to_mask())
+
+
+def test_lape_job_runs_the_detector_it_names(tmp_path, texts) -> None:  # type: ignore[no-untyped-def]
+    from lsn_mech import detect
+
+    config = LapeConfig(
+        model="tiny-llama",
+        languages=("en", "fr", "zh"),
+        output=tmp_path / "out",
+        stats_tokens=300,
+        eval_tokens=64,
+        window=32,
+        detector="lave",
+        top_rate=0.05,
+        text_files=write_files(tmp_path, texts),
+    )
+    report = run_lape(config, progress=False, log=lambda line: None)
+    expected = detect.lave(report.stats, top_rate=0.05)
+    assert report.neurons == expected
+    assert report.neurons.provenance.method == expected.provenance.method
+    assert json.loads((config.output / "config.json").read_text())["detector"] == "lave"
+
+
+def test_lape_job_refuses_a_detector_without_statistics_before_any_work(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for name, message in (("pv", "does not read statistics"), ("nope", "available")):
+        config = LapeConfig(model="tiny-llama", output=tmp_path / name, detector=name)
+        with pytest.raises(LsnMechError, match=message):
+            run_lape(config, progress=False, log=lambda line: None)
+        assert not (tmp_path / name).exists()

@@ -112,6 +112,8 @@ LAPE_HELP = {
     "output": "report folder",
     "stats_tokens": "statistics tokens per language",
     "eval_tokens": "held-out tokens per language for PPL",
+    "detector": "detector by registry name (lm.detect.available()) that reads statistics; "
+    "the job's --top-rate/--filter-rate/--activation-bar-ratio go to it where it has them",
     "top_rate": "fraction of neurons selected",
     "filter_rate": "percentile of P a neuron must exceed",
     "activation_bar_ratio": "percentile of P that assigns a neuron to a language",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lsn_mech.errors import LsnMechError
 from lsn_mech.pipelines.configs import write_config
 from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_corpus, load_job_model
 from lsn_mech.pipelines.report import write_lape_report
@@ -30,6 +31,7 @@ class LapeConfig:
     output: Path = Path("lsn_runs/lape")
     stats_tokens: int = 20_000
     eval_tokens: int = 512
+    detector: str = "lape"
     top_rate: float = 0.01
     filter_rate: float = 0.95
     activation_bar_ratio: float = 0.95
@@ -46,6 +48,29 @@ class LapeConfig:
         data["output"] = str(self.output)
         data["languages"] = list(self.languages)
         return data
+
+
+LAPE_PARAMETERS = ("top_rate", "filter_rate", "activation_bar_ratio")
+"""The job's method parameters; passed to ``detector`` where its spec has them."""
+
+
+def detector_parameters(config: LapeConfig) -> dict[str, Any]:
+    """The job's LAPE parameters that ``config.detector``'s spec takes (others keep the
+    detector's own defaults), so ``--detector lave`` reuses ``--top-rate`` and friends."""
+    from lsn_mech import detect
+
+    spec_type = detect.get(config.detector)
+    if not spec_type.reads_statistics:
+        raise LapeConfigError(
+            f"detector {config.detector!r} does not read statistics; the LAPE job needs one "
+            f"that does, e.g. lape, lave, lap or act-prob-90p."
+        )
+    fields = {field.name for field in dataclasses.fields(spec_type)}
+    return {name: getattr(config, name) for name in LAPE_PARAMETERS if name in fields}
+
+
+class LapeConfigError(LsnMechError, ValueError):
+    """A LAPE job setting that cannot work."""
 
 
 @dataclasses.dataclass
@@ -74,6 +99,7 @@ def run_lape(
     from lsn_mech.neurons import to_lape_file
     from lsn_mech.stats import collect_stats
 
+    parameters = detector_parameters(config)  # a bad detector name fails before any work
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     write_config(config, output)
@@ -95,12 +121,7 @@ def run_lape(
             progress=progress,
         )
     with timer("detect (LAPE + random baseline)"):
-        neurons = detect.lape(
-            stats,
-            top_rate=config.top_rate,
-            filter_rate=config.filter_rate,
-            activation_bar_ratio=config.activation_bar_ratio,
-        )
+        neurons = detect.run(config.detector, stats, **parameters).neurons
         random_neurons = detect.random(neurons, seed=config.random_seed)
         neurons.save(output / "neurons.safetensors")
         random_neurons.save(output / "random_neurons.safetensors")
