@@ -322,7 +322,7 @@ def test_old_names_use_the_runtime(llama) -> None:  # type: ignore[no-untyped-de
     from lsn_mech.training.selective import IGNORE_INDEX as training_ignore
     from lsn_mech.training.selective import target_positions as training_positions
 
-    assert corpora_ignore is IGNORE_INDEX and training_ignore is IGNORE_INDEX
+    assert corpora_ignore == IGNORE_INDEX and training_ignore is IGNORE_INDEX
     assert training_positions is target_positions and old_final_residual is final_residual
     labels = torch.tensor([[IGNORE_INDEX, 4, 5]])
     with pytest.warns(DeprecationWarning, match="target_positions"):

@@ -34,12 +34,13 @@ from torch import Tensor
 from lsn_mech.corpora.corpus import CorpusArgumentError, column_list, hash_unit
 from lsn_mech.corpora.windows import pad_token_id
 from lsn_mech.errors import EmptyCorpusError
-from lsn_mech.models.runtime.loss import IGNORE_INDEX
 
 #: Columns every parallel dataset is normalised to.
 PAIR_COLUMNS = ("src_lang", "tgt_lang", "src_text", "tgt_text")
 #: Columns `translation_examples` adds.
 EXAMPLE_COLUMNS = ("prompt", "target", "template_id", "template")
+#: The label that the loss ignores (PyTorch's ``cross_entropy`` default).
+IGNORE_INDEX = -100
 
 _Row = TypeVar("_Row")
 
