@@ -57,6 +57,8 @@ _BELOW_EXPERIMENTS = frozenset(DESIGN_TABLE) | {"evaluate"}
 BEYOND_DESIGN_TABLE: dict[tuple[str, str], str] = {
     ("detect", "models"): "Taylor awareness, RA layer selection and PV run the model "
     "(hook sites, forward and backward passes, MLP weights)",
+    ("models", "corpora"): "the runtime's target loss reads the label convention "
+    "(IGNORE_INDEX) from where labels are built, corpora.prompt_target",
     ("peft", "models"): "neuron masks become the HF module names of each architecture",
     ("training", "models"): "finetuning and the classifier run and export the model",
     ("training", "corpora"): "the transfer classifier trains on a task's batches",
@@ -86,9 +88,6 @@ ALLOWED: dict[str, frozenset[str]] = {
     for layer in (*DESIGN_TABLE, "experiments", "pipelines", "cli")
 }
 
-# Left to other branches of issue 11. While these are all that is left, the two tests
-# below are expected failures; once they are gone, delete these two sets (the tests then
-# pass or fail outright).
 # ----------------------------------------------------------------------------- scanning
 
 

@@ -32,8 +32,9 @@ from torch import Tensor
 from lsn_mech.corpora.corpus import CorpusArgumentError
 from lsn_mech.corpora.windows import pad_token_id
 
-#: The label that the loss ignores (PyTorch's ``cross_entropy`` default).
 IGNORE_INDEX = -100
+"""Label of a position whose token is not a target: PyTorch's ``cross_entropy`` and Hugging
+Face's value. Defined once here, where labels are built; the runtime's loss imports it."""
 
 _Row = TypeVar("_Row")
 

@@ -28,32 +28,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from lsn_mech._version import __version__
 from lsn_mech.detect._common import DetectorInputError
-from lsn_mech.errors import MissingLanguageError, UnsupportedArchitectureError
+from lsn_mech.errors import MissingLanguageError
+from lsn_mech.models import runtime
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
 from lsn_mech.models.sites import hook_sites
-from lsn_mech.models.unembedding import UNEMBED_INPUT_HOOKS, unembed
 from lsn_mech.provenance import Provenance
 
 Reduce = Literal["batch", "example", "token"]
 _REDUCTIONS = ("batch", "example", "token")
-
-
-class _Residual(Exception):
-    def __init__(self, value: Tensor) -> None:
-        super().__init__()
-        self.value = value
 
 
 @contextlib.contextmanager
@@ -71,11 +65,17 @@ def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
 
 
 def target_positions(labels: Tensor) -> tuple[Tensor, Tensor]:
-    """``(mask over positions t whose logits predict labels[t+1], those labels)``."""
-    following = labels[:, 1:]
-    mask = torch.zeros_like(labels, dtype=torch.bool)
-    mask[:, :-1] = following != -100
-    return mask, following[following != -100]
+    """Deprecated: ``(lsn_mech.models.runtime.target_positions(labels), target_tokens(labels))``.
+
+    The runtime's `~lsn_mech.models.runtime.target_positions` returns the mask alone.
+    """
+    warnings.warn(
+        "lsn_mech.detect.awareness.target_positions is deprecated; use "
+        "lsn_mech.models.runtime.target_positions (the mask) and target_tokens (the labels).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return runtime.target_positions(labels), runtime.target_tokens(labels)
 
 
 def target_loss(
@@ -87,44 +87,18 @@ def target_loss(
 ) -> Tensor:
     """Mean cross-entropy over target tokens, logits computed only where a target is.
 
-    The forward pass stops at the unembedding input; ``fwd_hooks`` run during it.
-    Gradients flow as usual (no ``no_grad`` here).
+    `lsn_mech.models.runtime.target_loss` on a hooked model: the forward pass stops at the
+    unembedding input and ``fwd_hooks`` run during it. Gradients flow as usual (no
+    ``no_grad`` here). A batch without a target token is an error here: it would score
+    every neuron 0.
     """
-    device = model_device(model)
-    input_ids = batch["input_ids"].to(device)
-    attention = batch["attention_mask"].to(device)
-    labels = batch["labels"].to(device)
-    name = next((n for n in UNEMBED_INPUT_HOOKS if n in model.hook_dict), None)
-    if name is None:
-        raise UnsupportedArchitectureError(
-            "The model exposes no hook at the unembedding input; load it with lsn_mech.load_model."
-        )
-
-    def capture(activation: Tensor, hook: Any) -> None:
-        raise _Residual(activation)
-
-    residual: Tensor | None = None
-    with model.hooks(fwd_hooks=[*fwd_hooks, (name, capture)]):
-        try:
-            model(input_ids, attention_mask=attention.long())
-        except _Residual as caught:
-            residual = caught.value
-    if residual is None:  # pragma: no cover - the hook always fires
-        raise RuntimeError(f"The hook {name} did not fire.")
-    mask, targets = target_positions(labels)
-    if targets.numel() == 0:
+    total, count = runtime.target_nll_sum(model, batch, fwd_hooks, logits_chunk=logits_chunk)
+    if count == 0:
         raise DetectorInputError(
             "A batch has no target token (every label is -100): build batches with "
             "lsn_mech.corpora.translation_batches or give labels for the tokens to score."
         )
-    hidden = residual[mask]
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, hidden.shape[0], logits_chunk):
-        logits = unembed(model, hidden[start : start + logits_chunk]).float()
-        total = total + F.cross_entropy(
-            logits, targets[start : start + logits_chunk], reduction="sum"
-        )
-    return total / targets.numel()
+    return (total / count).float()
 
 
 def _reduce(product: Tensor, how: str) -> Tensor:

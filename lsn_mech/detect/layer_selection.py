@@ -16,7 +16,6 @@ be chosen, as the paper's Fig. 5 discussion of "the final layers" requires;
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,16 +29,13 @@ from tqdm.auto import tqdm
 from lsn_mech._version import __version__
 from lsn_mech.detect._common import DetectorInputError
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
+from lsn_mech.models.runtime import capture
 from lsn_mech.models.sites import hook_sites
 from lsn_mech.provenance import Provenance
 from lsn_mech.results import canonical, load_json, save_json, table
 
 Attribution = Literal["next", "previous"]
 Combine = Literal["mean", "per_pair"]
-
-
-class _StopForward(Exception):
-    """Raised after the last layer's hook: the unembedding is never computed."""
 
 
 def pair_name(pair: tuple[str, str] | str) -> str:
@@ -65,29 +61,27 @@ def layer_activation_means(
     sites = hook_sites(model)
     device = model_device(model)
     n_layers = sites.n_layers
-    names = [sites.name(site, layer) for layer in range(n_layers)]
+    layer_of = {sites.name(site, layer): layer for layer in range(n_layers)}
     rows: list[Tensor] = []
     current = torch.zeros(n_layers, dtype=torch.float64, device=device)
     mask_holder: dict[str, Tensor] = {}
 
-    def hook_for(layer: int) -> Any:
-        def record(activation: Tensor, hook: Any) -> None:
-            mask = mask_holder["mask"]
-            real = activation[mask]  # [tokens, d_mlp]
-            current[layer] = real.double().mean()
-            if layer == n_layers - 1:
-                raise _StopForward
+    def record(name: str, activation: Tensor) -> None:
+        real = activation[mask_holder["mask"]]  # [tokens, d_mlp]
+        current[layer_of[name]] = real.double().mean()
 
-        return record
-
-    hooks = [(name, hook_for(layer)) for layer, name in enumerate(names)]
     for batch in tqdm(list(batches), desc=description, disable=not progress):
         attention = batch["attention_mask"].to(device).bool()
         if not bool(attention.any()):
             continue
         mask_holder["mask"] = attention
-        with model.hooks(fwd_hooks=hooks), contextlib.suppress(_StopForward):
-            model(batch["input_ids"].to(device), attention_mask=attention.long())
+        capture(
+            model,
+            batch["input_ids"].to(device),
+            list(layer_of),
+            attention_mask=attention,
+            callback=record,
+        )
         rows.append(current.clone())
     if not rows:
         raise DetectorInputError(

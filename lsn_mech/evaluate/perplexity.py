@@ -12,7 +12,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Int64
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -21,7 +20,8 @@ from lsn_mech.corpora.sources import as_text_list
 from lsn_mech.corpora.windows import tokenize_windows
 from lsn_mech.errors import EmptyCorpusError
 from lsn_mech.models.protocol import HookedModel, model_device
-from lsn_mech.models.unembedding import final_residual, unembed
+from lsn_mech.models.runtime import final_residual as final_residual  # lsn_mech.evaluate's
+from lsn_mech.models.runtime import next_token_labels, target_nll_sum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,15 +89,15 @@ def token_nll_sum(
     *,
     logits_chunk: int = 512,
 ) -> tuple[float, int]:
-    """Sum of next-token NLL over real target positions, and how many there were."""
-    residual = final_residual(model, input_ids, attention_mask)
-    targets_mask = attention_mask[:, 1:] & attention_mask[:, :-1]
-    hidden = residual[:, :-1][targets_mask]
-    targets = input_ids[:, 1:][targets_mask]
-    total = torch.zeros((), dtype=torch.float64, device=hidden.device)
-    for start in range(0, hidden.shape[0], logits_chunk):
-        logits = unembed(model, hidden[start : start + logits_chunk])
-        total += F.cross_entropy(
-            logits.float(), targets[start : start + logits_chunk], reduction="sum"
-        ).double()
-    return float(total), int(targets.numel())
+    """Sum of next-token NLL over real target positions, and how many there were.
+
+    `lsn_mech.models.runtime.target_nll_sum` with labels from `next_token_labels`: a
+    position counts when it and the token it predicts are both real.
+    """
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": next_token_labels(input_ids, attention_mask),
+    }
+    total, count = target_nll_sum(model, batch, logits_chunk=logits_chunk)
+    return float(total), count

@@ -7,7 +7,6 @@ Both the sentence-embedding similarity (Tang et al., Fig. 6) and language domina
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -27,14 +26,11 @@ from lsn_mech.corpora.windows import tokenizer_adds_bos
 from lsn_mech.errors import EmptyCorpusError, MissingLanguageError, UnsupportedArchitectureError
 from lsn_mech.experiments._results import canonical
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
+from lsn_mech.models.runtime import capture
 from lsn_mech.provenance import Provenance, stable_hash
 
 Pooling = Literal["mean", "last"]
 RESID_HOOK = "blocks.{layer}.hook_resid_post"
-
-
-class _Done(Exception):
-    """Raised by the last hook so the forward pass skips the unembedding."""
 
 
 def _pooled_batch(
@@ -54,19 +50,14 @@ def _pooled_batch(
     rows = torch.arange(tokens.shape[0], device=tokens.device)
     pooled: list[Tensor] = []
 
-    def capture(activation: Tensor, hook: Any) -> None:
+    def pool(name: str, activation: Tensor) -> None:
         hidden = activation.float()
         if pooling == "mean":
             pooled.append((hidden * weights).sum(dim=1))
         else:
             pooled.append(hidden[rows, lengths - 1])
-        if len(pooled) == len(names):
-            raise _Done
 
-    with model.hooks(fwd_hooks=[(name, capture) for name in names]), contextlib.suppress(_Done):
-        model(tokens, attention_mask=mask.long())
-    if len(pooled) != len(names):  # pragma: no cover - a hook that did not fire
-        raise RuntimeError(f"Only {len(pooled)} of {len(names)} residual hooks fired.")
+    capture(model, tokens, names, attention_mask=mask, callback=pool)
     return torch.stack(pooled, dim=1)
 
 

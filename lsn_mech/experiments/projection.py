@@ -10,7 +10,6 @@ subspace and in the 2-D projection (chance is ``1 / languages``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,13 +24,10 @@ from lsn_mech.corpora.windows import tokenizer_adds_bos
 from lsn_mech.errors import EmptyCorpusError
 from lsn_mech.experiments._results import Result, ResultTable
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
+from lsn_mech.models.runtime import capture
 from lsn_mech.models.sites import hook_sites
 from lsn_mech.neurons import NeuronSet
 from lsn_mech.provenance import Provenance
-
-
-class _Done(Exception):
-    pass
 
 
 @torch.no_grad()
@@ -73,16 +69,9 @@ def _pooled_subset(
     model: HookedModel, name: str, ids: Tensor, mask: Tensor, weights: Tensor, indices: Tensor
 ) -> Tensor:
     """Weighted token mean of the subset's activations at hook ``name`` for one batch."""
-    captured: list[Tensor] = []
-
-    def capture(activation: Tensor, hook: Any) -> None:
-        picked = activation[..., indices.to(activation.device)].float()
-        captured.append((picked * weights).sum(dim=1))
-        raise _Done
-
-    with model.hooks(fwd_hooks=[(name, capture)]), contextlib.suppress(_Done):
-        model(ids, attention_mask=mask.long())
-    return captured[0]
+    activation = capture(model, ids, [name], attention_mask=mask)[name]
+    picked = activation[..., indices.to(activation.device)].float()
+    return (picked * weights).sum(dim=1)
 
 
 def principal_components(

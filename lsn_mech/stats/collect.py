@@ -18,15 +18,12 @@ from lsn_mech._version import __version__
 from lsn_mech.corpora.sources import corpus_identity, corpus_languages, language_windows
 from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
+from lsn_mech.models.runtime import capture
 from lsn_mech.models.sites import SITES, hook_sites
 from lsn_mech.provenance import Provenance
 from lsn_mech.stats.accumulators import Accumulator, MomentAccumulator
 from lsn_mech.stats.checkpoint import Checkpointer, Position
 from lsn_mech.stats.container import ActivationStats
-
-
-class _StopForward(Exception):
-    """Raised by the last statistics hook so the forward pass skips the unembedding."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,7 +259,8 @@ def _start(
 
 
 class _HookedRun:
-    """Hooks that fold activations into ``stats`` and stop the forward after the last site."""
+    """Folds the activations of one batch into ``stats``; the capture stops after the last
+    hooked site, so the unembedding is never computed."""
 
     def __init__(
         self,
@@ -276,38 +274,31 @@ class _HookedRun:
         self.stats = stats
         self.mask: torch.Tensor | None = None
         self.language = 0
-        hooked = [
-            (layer, site) for layer in range(geometry.n_layers) for site in SITES if site in sites
-        ]
-        last = hooked[-1]
-        self.hooks = [
-            (
-                geometry.name(site, layer),
-                self._hook(site, layer, accumulators, (layer, site) == last),
-            )
-            for layer, site in hooked
-        ]
+        self.targets: dict[str, tuple[str, int, list[Accumulator]]] = {
+            geometry.name(site, layer): (site, layer, [a for a in accumulators if site in a.sites])
+            for layer in range(geometry.n_layers)
+            for site in SITES
+            if site in sites
+        }
+        self.names = list(self.targets)
 
-    def _hook(
-        self, site: str, layer: int, accumulators: list[Accumulator], is_last: bool
-    ) -> Callable[..., Any]:
-        users = [a for a in accumulators if site in a.sites]
-
-        def fold(activation: torch.Tensor, hook: Any) -> None:
-            counted = activation[self.mask]
-            for accumulator in users:
-                accumulator.update(self.stats.state, site, layer, self.language, counted)
-            if is_last:
-                raise _StopForward
-
-        return fold
+    def _fold(self, name: str, activation: torch.Tensor) -> None:
+        site, layer, users = self.targets[name]
+        counted = activation[self.mask]
+        for accumulator in users:
+            accumulator.update(self.stats.state, site, layer, self.language, counted)
 
     @torch.no_grad()
     def run(self, batch: Any, language: int) -> int:
         self.mask = batch.stats_mask
         self.language = language
-        with self.model.hooks(fwd_hooks=self.hooks), contextlib.suppress(_StopForward):
-            self.model(batch.input_ids, attention_mask=batch.attention_mask.long())
+        capture(
+            self.model,
+            batch.input_ids,
+            self.names,
+            attention_mask=batch.attention_mask,
+            callback=self._fold,
+        )
         counted = int(batch.stats_mask.sum())
         self.stats.tokens[language] += counted
         return counted

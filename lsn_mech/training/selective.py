@@ -29,11 +29,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
+from lsn_mech.models.runtime import IGNORE_INDEX as IGNORE_INDEX  # kept importable here
+from lsn_mech.models.runtime import target_nll_sum, target_positions, unwrap_peft
 from lsn_mech.provenance import Provenance
 from lsn_mech.results import Result, ResultTable
 
@@ -42,7 +44,6 @@ ParameterMasks = dict[str, Bool[Tensor, "..."]]
 PairMasks = dict[Pair, ParameterMasks]
 Batch = Mapping[str, Any]
 
-IGNORE_INDEX = -100
 LOG_FORMAT = "lsn_mech.TrainingLog"
 
 
@@ -53,35 +54,20 @@ class TrainingSetupError(LsnMechError, ValueError):
 # ---------------------------------------------------------------------------- loss
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The Hugging Face model inside a PEFT wrapper (LoRA layers stay injected in it)."""
-    get_base_model = getattr(model, "get_base_model", None)
-    return get_base_model() if callable(get_base_model) else model
-
-
-def target_positions(labels: Int[Tensor, "batch seq"]) -> Bool[Tensor, "batch seq"]:
-    """Positions whose *next* label is a target: where the logits are needed."""
-    shifted = torch.full_like(labels, IGNORE_INDEX)
-    shifted[:, :-1] = labels[:, 1:]
-    return shifted != IGNORE_INDEX
+unwrap = unwrap_peft
+"""The Hugging Face model inside a PEFT wrapper (kept name; `lsn_mech.models.runtime`'s)."""
 
 
 def target_loss_sum(model: nn.Module, batch: Batch) -> tuple[Float[Tensor, ""], int]:
-    """Summed next-token cross-entropy over target tokens, and how many there are.
+    """Summed next-token cross-entropy over target tokens (float32), and how many there are.
 
-    Runs the decoder body, keeps the hidden states at target positions, and applies the
-    unembedding (and Gemma's final logit softcapping) there only.
+    `lsn_mech.models.runtime.target_nll_sum` on the Hugging Face model inside ``model``:
+    the decoder body runs, and the unembedding (with Gemma's final logit softcapping) is
+    applied at target positions only, all at once (chunking saves no memory when the
+    backward pass keeps every chunk's log-probabilities).
     """
-    hf = unwrap(model)
-    device = next(hf.parameters()).device
-    labels = batch["labels"].to(device)
-    inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-    hidden = hf.get_decoder()(**inputs, use_cache=False)[0]  # last hidden state
-    where = target_positions(labels)
-    logits = _unembed(hf, hidden[where]).float()
-    targets = torch.roll(labels, shifts=-1, dims=1)[where]
-    loss = nn.functional.cross_entropy(logits, targets, reduction="sum")
-    return loss, int(targets.numel())
+    total, count = target_nll_sum(unwrap(model), batch, logits_chunk=None)
+    return total.float(), count
 
 
 def target_loss(model: nn.Module, batch: Batch) -> Float[Tensor, ""]:
@@ -90,17 +76,9 @@ def target_loss(model: nn.Module, batch: Batch) -> Float[Tensor, ""]:
     return total / max(count, 1)
 
 
-def _unembed(hf: nn.Module, hidden: Float[Tensor, "n d_model"]) -> Float[Tensor, "n vocab"]:
-    logits = hf.get_output_embeddings()(hidden)
-    cap = getattr(hf.config, "final_logit_softcapping", None)
-    if cap is not None:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
-
-
 def count_targets(batch: Batch) -> int:
     """Target tokens of a batch (labels after the first position that are not -100)."""
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    return int(target_positions(batch["labels"]).sum())
 
 
 # ---------------------------------------------------------------------------- log
