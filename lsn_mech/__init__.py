@@ -45,6 +45,7 @@ _SUBMODULES = (
     "peft",
     "pipelines",
     "plots",
+    "results",
     "stats",
     "training",
 )

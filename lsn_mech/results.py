@@ -142,9 +142,15 @@ def read_result_json(path: str | Path, expected: str | type | None = None) -> di
         )
     if found != tag:
         raise ResultFormatError(
-            f"{source} holds a {found!r} file, not a {name}; load it with {_reader_of(found)}."
+            f"{source} holds a {found!r} file, not {_article(name)} {name}; load it with "
+            f"{_reader_of(found)}."
         )
     return data
+
+
+def _article(word: str) -> str:
+    """"an" before a vowel, else "a" (error messages name result classes)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def write_csv(path: str | Path, header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> Path:

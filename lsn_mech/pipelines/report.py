@@ -89,21 +89,27 @@ def write_lape_report(
     union = neurons.union().per_layer()
     layer_rows.append(["union", *map(str, union)])
     pairs = overlaps.pairs_sorted()[:5]
+    detector = config.get("detector", "lape")
+    parameters = ", ".join(
+        f"{k}={v}"
+        for k, v in neurons.provenance.parameters.items()
+        if k in ("top_rate", "filter_rate", "activation_bar_ratio")
+    )
+    label = "LAPE" if detector == "lape" else f"detector `{detector}`"
     lines = [
         "# LAPE report",
         "",
         f"Model `{config['model']}`, languages {', '.join(languages)}; "
         f"{stats.tokens.tolist()[0]:,} statistics tokens per language, "
         f"{config['eval_tokens']:,} evaluation tokens per language (held-out split).",
-        f"LAPE: top_rate={config['top_rate']}, filter_rate={config['filter_rate']}, "
-        f"activation_bar_ratio={config['activation_bar_ratio']}; "
+        f"{label}: {parameters or 'its default parameters'}; "
         f"{len(neurons.union()):,} distinct neurons selected "
         f"({len(neurons.union()) / (neurons.n_layers * neurons.d_mlp):.2%} of "
         f"{neurons.n_layers * neurons.d_mlp:,}).",
         "",
         "## Finding",
         "",
-        f"Deactivating a language's LAPE neurons raises that language's perplexity the most "
+        f"Deactivating a language's {label} neurons raises that language's perplexity the most "
         f"(largest log PPL ratio in its row) for {len(dominant)} of {len(languages)} languages "
         f"({', '.join(dominant) or 'none'}), and more than deactivating random neurons with the "
         f"same per-layer counts for {len(beats)} of {len(languages)} "

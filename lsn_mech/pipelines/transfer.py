@@ -275,4 +275,5 @@ def run_transfer(
     )
     with stage("write report"):
         write_transfer_report(report, config.to_dict())
+    stage.save(output)
     return report
