@@ -287,3 +287,21 @@ def test_old_names_stay_importable() -> None:
     assert corpora_translation.target_only_example is prompt_target.target_only_example
     assert corpora_translation.shuffled_padded_batches is prompt_target.shuffled_padded_batches
     assert issubclass(corpora_translation.TranslationDataError, prompt_target.PromptTargetError)
+
+
+def test_a_peft_model_over_hf_generates_like_its_base_model(hf_copy) -> None:  # type: ignore[no-untyped-def]
+    """A PEFT-wrapped HF model (what selective finetuning and LoRA evaluate) decodes through
+    its own ``generate``, as translation evaluation did before the runtime owned it; a
+    fresh LoRA adapter (B = 0) changes nothing, so the lines equal the base model's."""
+    from peft import LoraConfig, get_peft_model
+
+    from lsn_mech.models.runtime import generate_lines
+    from lsn_mech.models.runtime.generate import hf_generator
+
+    tiny = build_tiny("tiny-llama")
+    prompts = ["abc", "hello wor"]
+    base = generate_lines(tiny.model, tiny.tokenizer, prompts, max_new_tokens=6)
+    peft_model = get_peft_model(tiny.model, LoraConfig(r=2, target_modules=["q_proj"]))
+    assert hf_generator(peft_model) is peft_model
+    assert hf_generator(torch.nn.Linear(2, 2)) is None
+    assert generate_lines(peft_model, tiny.tokenizer, prompts, max_new_tokens=6) == base

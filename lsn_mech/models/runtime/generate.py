@@ -65,8 +65,9 @@ def eos_token_ids(model: Any, tokenizer: Any = None) -> tuple[int, ...]:
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     ids: set[Any] = {getattr(tokenizer, "eos_token_id", None)}
     configured = [getattr(getattr(model, "cfg", None), "eos_token_id", None)]
-    if has_hf(model):
-        configured.append(getattr(as_hf(model).generation_config, "eos_token_id", None))
+    hf = hf_generator(model)
+    if hf is not None:
+        configured.append(getattr(hf.generation_config, "eos_token_id", None))
     for value in configured:
         ids.update(value if isinstance(value, (list, tuple)) else [value])
     return tuple(sorted(int(i) for i in ids if i is not None))
@@ -187,9 +188,20 @@ def _greedy_loop(
     return tokens[0, start:].tolist()
 
 
+def hf_generator(model: Any) -> Any | None:
+    """The Hugging Face model whose ``generate`` decodes ``model``: the one `as_hf` finds,
+    or ``model`` itself when it generates like one (a PEFT model over a Hugging Face
+    model); ``None`` when there is none."""
+    if has_hf(model):
+        return as_hf(model)
+    if callable(getattr(model, "generate", None)) and hasattr(model, "generation_config"):
+        return model
+    return None
+
+
 def _uses_hf(model: Any, use_hf_generate: bool | None) -> bool:
     """Which engine decodes ``model``; refuses a model neither engine can run."""
-    if has_hf(model):
+    if hf_generator(model) is not None:
         return use_hf_generate is not False
     if use_hf_generate:
         raise GenerationError(
@@ -255,7 +267,7 @@ def greedy_decode(
         order.sort(key=lambda i: -len(sequences[i]))
     size = batch_size if use_hf else 1
     out: list[list[int]] = [[] for _ in sequences]
-    hf = as_hf(model) if use_hf else None
+    hf = hf_generator(model) if use_hf else None
     device = _device(hf) if hf is not None else None
     for start in tqdm(range(0, len(order), size), desc=desc, disable=not progress):
         chunk = order[start : start + size]
