@@ -5,11 +5,20 @@ same way."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsn_mech.errors import LsnMechError
 
-__all__ = ["DEFAULT_LANGUAGES", "DTYPES", "load_job_corpus", "load_job_model"]
+if TYPE_CHECKING:
+    from lsn_mech.pipelines.stages import StageTimer
+
+__all__ = [
+    "DEFAULT_LANGUAGES",
+    "DTYPES",
+    "load_job_corpus",
+    "load_job_inputs",
+    "load_job_model",
+]
 
 DEFAULT_LANGUAGES = ("en", "fr", "es", "zh", "ja", "vi", "id")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -37,3 +46,16 @@ def load_job_corpus(languages: Sequence[str], text_files: Mapping[str, str] | No
     if text_files:
         return from_files(dict(text_files))
     return bible(list(languages))
+
+
+def load_job_inputs(config: Any, timer: StageTimer) -> tuple[Any, Any]:
+    """The model and corpus named by ``config``, each loaded as its own timed stage.
+
+    Reads ``model``, ``device``, ``dtype``, ``languages`` and ``text_files``: the fields
+    every corpus-reading job has, so they load the same way and report the same stages.
+    """
+    with timer("load model"):
+        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
+    with timer("load corpus"):
+        corpus = load_job_corpus(config.languages, config.text_files)
+    return model, corpus

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from lsn_mech.errors import LsnMechError
-from lsn_mech.pipelines.configs import write_config
-from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_corpus, load_job_model
+from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_inputs
 from lsn_mech.pipelines.report import write_lape_report
-from lsn_mech.pipelines.stages import StageTimer
+from lsn_mech.pipelines.stages import start_job
 
 __all__ = ["DEFAULT_LANGUAGES", "LapeConfig", "LapeReport", "run_lape"]
 
@@ -101,14 +100,9 @@ def run_lape(
 
     parameters = detector_parameters(config)  # a bad detector name fails before any work
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    write_config(config, output)
-    timer = StageTimer("lape", log)
+    timer = start_job("lape", config, output, log)
     seconds = timer.seconds
-    with timer("load model"):
-        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
-    with timer("load corpus"):
-        corpus = load_job_corpus(config.languages, config.text_files)
+    model, corpus = load_job_inputs(config, timer)
     with timer("collect statistics"):
         stats = collect_stats(
             model,

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lsn_mech.pipelines.configs import config_to_dict, write_config
-from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_corpus, load_job_model
-from lsn_mech.pipelines.stages import StageTimer
+from lsn_mech.pipelines.configs import config_to_dict
+from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_inputs
+from lsn_mech.pipelines.stages import start_job
 
 __all__ = ["PplConfig", "PplReport", "run_ppl"]
 
@@ -76,13 +76,8 @@ def run_ppl(
     from lsn_mech.neurons import LanguageNeurons
 
     output = config.output
-    output.mkdir(parents=True, exist_ok=True)
-    write_config(config, output)
-    timer = StageTimer("ppl", log)
-    with timer("load model"):
-        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
-    with timer("load corpus"):
-        corpus = load_job_corpus(config.languages, config.text_files)
+    timer = start_job("ppl", config, output, log)
+    model, corpus = load_job_inputs(config, timer)
     if config.neurons is None:
         results = {}
         with timer("perplexity"):

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lsn_mech.pipelines.configs import config_to_dict, write_config
-from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_corpus, load_job_model
-from lsn_mech.pipelines.stages import StageTimer
+from lsn_mech.pipelines.configs import config_to_dict
+from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_inputs
+from lsn_mech.pipelines.stages import start_job
 
 __all__ = ["StatsConfig", "StatsReport", "run_stats"]
 
@@ -76,13 +76,8 @@ def run_stats(
     from lsn_mech.stats import collect_stats
 
     output = config.output
-    output.mkdir(parents=True, exist_ok=True)
-    write_config(config, output)
-    timer = StageTimer("stats", log)
-    with timer("load model"):
-        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
-    with timer("load corpus"):
-        corpus = load_job_corpus(config.languages, config.text_files)
+    timer = start_job("stats", config, output, log)
+    model, corpus = load_job_inputs(config, timer)
     with timer("collect statistics"):
         stats = collect_stats(
             model,
