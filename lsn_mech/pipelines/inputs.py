@@ -5,6 +5,7 @@ same way."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsn_mech.errors import LsnMechError
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LANGUAGES",
     "DTYPES",
+    "collect_job_stats",
     "load_job_corpus",
     "load_job_inputs",
     "load_job_model",
@@ -59,3 +61,36 @@ def load_job_inputs(config: Any, timer: StageTimer) -> tuple[Any, Any]:
     with timer("load corpus"):
         corpus = load_job_corpus(config.languages, config.text_files)
     return model, corpus
+
+
+def collect_job_stats(
+    model: Any,
+    corpus: Any,
+    config: Any,
+    timer: StageTimer,
+    *,
+    max_tokens: int,
+    output_dir: str | Path,
+    progress: bool = True,
+    **options: Any,
+) -> Any:
+    """The timed "collect statistics" stage of a corpus job.
+
+    ``collect_stats`` over ``config.languages`` with its ``batch_size`` and ``window``,
+    checkpointed into ``output_dir``; ``options`` go to ``collect_stats`` as they are.
+    One call, so the jobs that collect statistics read their configs the same way.
+    """
+    from lsn_mech.stats import collect_stats
+
+    with timer("collect statistics"):
+        return collect_stats(
+            model,
+            corpus,
+            languages=list(config.languages),
+            max_tokens_per_language=max_tokens,
+            batch_size=config.batch_size,
+            window=config.window,
+            output_dir=output_dir,
+            progress=progress,
+            **options,
+        )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lsn_mech.pipelines.configs import config_to_dict
-from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_inputs
+from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, collect_job_stats, load_job_inputs
 from lsn_mech.pipelines.stages import start_job
 
 __all__ = ["StatsConfig", "StatsReport", "run_stats"]
@@ -73,24 +73,21 @@ def run_stats(
     """Collect statistics into ``config.output``: ``stats.safetensors`` (resumable),
     ``summary.json`` (tokens and mean activation probability per language),
     ``config.json`` and ``timings.json``."""
-    from lsn_mech.stats import collect_stats
 
     output = config.output
     timer = start_job("stats", config, output, log)
     model, corpus = load_job_inputs(config, timer)
-    with timer("collect statistics"):
-        stats = collect_stats(
-            model,
-            corpus,
-            languages=list(config.languages),
-            max_tokens_per_language=config.max_tokens,
-            batch_size=config.batch_size,
-            window=config.window,
-            split=config.split,
-            output_dir=output,
-            checkpoint_every=config.checkpoint_every,
-            progress=progress,
-        )
+    stats = collect_job_stats(
+        model,
+        corpus,
+        config,
+        timer,
+        max_tokens=config.max_tokens,
+        output_dir=output,
+        progress=progress,
+        split=config.split,
+        checkpoint_every=config.checkpoint_every,
+    )
     probability = stats.activation_probability("mlp_pre")
     summary = {
         "model": stats.provenance.model_id,
