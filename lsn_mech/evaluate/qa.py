@@ -43,7 +43,7 @@ from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.models.protocol import model_id
 from lsn_mech.models.runtime import generate_lines
 from lsn_mech.provenance import Provenance
-from lsn_mech.results import PlainRecord, Result, ResultTable
+from lsn_mech.results import PlainRecord, ResultTable, ScoredResult
 
 __all__ = [
     "QAEvalError",
@@ -419,8 +419,10 @@ def qa_scores(
 
 # ----- evaluation -------------------------------------------------------------------------
 @dataclasses.dataclass
-class QAResult(Result):
+class QAResult(ScoredResult):
     """Scores of one language with every question's id, prediction, golds and row scores."""
+
+    scores_type = QAScores
 
     language: str
     scores: QAScores
@@ -436,15 +438,6 @@ class QAResult(Result):
         header = ["id", "prediction", "references", "exact_match", "f1"]
         rows = zip(self.ids, self.predictions, self.references, self.exact_match, self.f1)
         return ResultTable(header, [list(r) for r in rows])
-
-    def table(self) -> Any:
-        """One row per question (a ``pandas.DataFrame``)."""
-        return self.to_pandas()
-
-    @classmethod
-    def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
-        fields["scores"] = QAScores.from_dict(fields["scores"])
-        return fields
 
     def __str__(self) -> str:
         return f"{self.language}: {self.scores}"
