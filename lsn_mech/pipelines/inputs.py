@@ -4,11 +4,13 @@ same way."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsn_mech.errors import LsnMechError
+from lsn_mech.pipelines.configs import config_to_dict, field_types, split_optional
 
 if TYPE_CHECKING:
     from lsn_mech.pipelines.stages import StageTimer
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LANGUAGES",
     "DTYPES",
+    "CorpusJobConfig",
     "collect_job_stats",
     "load_job_corpus",
     "load_job_inputs",
@@ -28,6 +31,37 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 class UnknownDtypeError(LsnMechError, ValueError):
     """A dtype name that is not one of `DTYPES`."""
+
+
+@dataclasses.dataclass
+class CorpusJobConfig:
+    """The leading fields of a job that reads one corpus (statistics, perplexity).
+
+    ``languages`` are read from ``text_files`` ({language: path}) when given, else from
+    the embedded Bible; the command with ``--text-files`` and no ``--languages`` takes
+    every language of the files. A job subclasses this, redeclares ``split`` or
+    ``max_tokens`` for its own default (a redeclared field keeps its place, so flags
+    and ``config.json`` keep their order) and adds its fields after these.
+    """
+
+    model: str = "gemma-3-270m"
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    text_files: dict[str, str] | None = None
+    split: str = "train"
+    window: int = 512
+    batch_size: int = 8
+    max_tokens: int = 20_000
+
+    def __post_init__(self) -> None:
+        """Accept what Python callers pass loosely: a list of languages, paths as strings."""
+        self.languages = tuple(self.languages)
+        for name, hint in field_types(type(self)).items():
+            value = getattr(self, name)
+            if value is not None and split_optional(hint)[0] is Path:
+                setattr(self, name, Path(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
 
 
 def load_job_model(model: str, *, device: str | None = None, dtype: str | None = None) -> Any:

@@ -9,41 +9,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lsn_mech.pipelines.configs import config_to_dict
-from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, collect_job_stats, load_job_inputs
+from lsn_mech.pipelines.inputs import CorpusJobConfig, collect_job_stats, load_job_inputs
 from lsn_mech.pipelines.stages import start_job
 
 __all__ = ["StatsConfig", "StatsReport", "run_stats"]
 
 
 @dataclasses.dataclass
-class StatsConfig:
-    """Every parameter of the statistics job.
-
-    ``languages`` are read from ``text_files`` ({language: path}) when given, else from the
-    embedded Bible; ``lsn-mech stats`` with ``--text-files`` and no ``--languages`` takes
-    every language of the files. ``dtype`` is a name (``"float32"``, ``"bfloat16"``,
-    ``"float16"``; ``None``: the device's default).
+class StatsConfig(CorpusJobConfig):
+    """Every parameter of the statistics job: the corpus fields of `CorpusJobConfig`
+    (split ``"train"``, 20,000 tokens a language), then these. ``dtype`` is a name
+    (``"float32"``, ``"bfloat16"``, ``"float16"``; ``None``: the device's default).
     """
 
-    model: str = "gemma-3-270m"
-    languages: tuple[str, ...] = DEFAULT_LANGUAGES
-    text_files: dict[str, str] | None = None
-    split: str = "train"
-    window: int = 512
-    batch_size: int = 8
-    max_tokens: int = 20_000
     output: Path = Path("lsn_runs/stats")
     checkpoint_every: int = 25
     device: str | None = None
     dtype: str | None = None
-
-    def __post_init__(self) -> None:
-        self.output = Path(self.output)
-        self.languages = tuple(self.languages)
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 @dataclasses.dataclass
