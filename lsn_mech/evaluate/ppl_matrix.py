@@ -9,8 +9,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lsn_mech._version import __version__
-from lsn_mech.corpora.sources import corpus_identity, corpus_languages, language_windows
+from lsn_mech.corpora.sources import (
+    corpus_languages,
+    corpus_provenance,
+    language_windows,
+)
 from lsn_mech.evaluate.perplexity import perplexity
 from lsn_mech.interventions import deactivate
 from lsn_mech.models.protocol import HookedModel, model_id
@@ -176,17 +179,15 @@ def ppl_change_matrix(
         with deactivate(model, neuron_sets[name]):
             ppl.append(evaluate_all())
     bar.close()
-    corpus_name, corpus_hash = corpus_identity(corpus)
     return PPLChangeMatrix(
         rows=rows,
         columns=columns,
         base=base,
         ppl=ppl,
         tokens=[int(windows[c].n_tokens) for c in columns],
-        provenance=Provenance(
+        provenance=corpus_provenance(
+            corpus,
             model_id=model_id(model),
-            corpus=corpus_name,
-            corpus_hash=corpus_hash,
             method="ppl_change_matrix",
             parameters={
                 "split": split,
@@ -194,6 +195,5 @@ def ppl_change_matrix(
                 "window": window,
                 "neuron_counts": {name: len(neuron_sets[name]) for name in rows},
             },
-            library_version=__version__,
         ),
     )

@@ -20,8 +20,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsn_mech._version import __version__
-from lsn_mech.corpora.sources import corpus_identity, corpus_languages
+from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, StatisticsMismatchError
 from lsn_mech.evaluate.perplexity import perplexity
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view
@@ -375,7 +374,6 @@ def deactivation_value_ppl(
         ppl.append(plane)
     bar.close()
 
-    corpus_name, corpus_hash = corpus_identity(corpus)
     source = neurons.provenance
     return DeactivationValuePPL(
         values=labels,
@@ -386,10 +384,9 @@ def deactivation_value_ppl(
         n_neurons=[len(sets[x]) for x in rows],
         written=written,
         tokens=tokens,
-        provenance=Provenance(
+        provenance=corpus_provenance(
+            corpus,
             model_id=model_id(model),
-            corpus=corpus_name,
-            corpus_hash=corpus_hash,
             method="deactivation_value_ppl",
             parameters=canonical(
                 {
@@ -407,6 +404,5 @@ def deactivation_value_ppl(
                     "stats_corpus_hash": stats.provenance.corpus_hash,
                 }
             ),
-            library_version=__version__,
         ),
     )

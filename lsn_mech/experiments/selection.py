@@ -9,8 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lsn_mech._version import __version__
-from lsn_mech.corpora.sources import corpus_identity, corpus_languages
+from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError
 from lsn_mech.evaluate.perplexity import perplexity
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_view
@@ -231,7 +230,6 @@ def selection_sweep(
         with deactivate(model, selected):
             ppl.append(evaluate_all())
     bar.close()
-    corpus_name, corpus_hash = corpus_identity(corpus)
     return SelectionSweep(
         language=language,
         ratios=ratios,
@@ -241,10 +239,9 @@ def selection_sweep(
         n_neurons=n_neurons,
         per_layer=per_layer,
         tokens=tokens,
-        provenance=Provenance(
+        provenance=corpus_provenance(
+            corpus,
             model_id=model_id(model),
-            corpus=corpus_name,
-            corpus_hash=corpus_hash,
             method="selection_sweep",
             parameters=canonical(
                 {
@@ -259,6 +256,5 @@ def selection_sweep(
                     "stats_corpus_hash": stats.provenance.corpus_hash,
                 }
             ),
-            library_version=__version__,
         ),
     )
