@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, StatisticsMismatchError
 from lsn_mech.evaluate.perplexity import perplexity
-from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view
+from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view, window_perplexities
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.interventions import parse_value, set_to
 from lsn_mech.models.protocol import HookedModel, model_id
@@ -351,13 +351,9 @@ def deactivation_value_ppl(
         desc="deactivation values",
         disable=not progress,
     )
-    base: list[float] = []
-    tokens: list[int] = []
-    for language in columns:
-        result = perplexity(model, windows[language], batch_size=batch_size)
-        base.append(result.value)
-        tokens.append(result.tokens)
-        bar.update(1)
+    first = window_perplexities(model, windows, columns, batch_size=batch_size, bar=bar)
+    base = [result.value for result in first]
+    tokens = [result.tokens for result in first]
     ppl: list[list[list[float | None]]] = []
     for label, per_language in zip(labels, written_values):
         plane: list[list[float | None]] = []
