@@ -195,8 +195,12 @@ class Result:
     format_tag: ClassVar[str] = "lsn_mech.Result"
     provenance: Provenance
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
+        """Register ``cls`` by its format tag; ``abstract=True`` marks a shared base that
+        is never saved itself (so it needs no tag)."""
         super().__init_subclass__(**kwargs)
+        if abstract:
+            return
         if "format_tag" not in cls.__dict__:
             cls.format_tag = f"lsn_mech.{cls.__name__}"
         _RESULT_CLASSES[cls.format_tag] = cls
@@ -270,6 +274,24 @@ class Result:
         raise ResultOperationError(
             f"{type(self).__name__} has no plot; plot to_pandas() or its fields yourself."
         )
+
+
+class ScoredResult(Result, abstract=True):
+    """A `Result` with a ``scores`` field of ``scores_type`` (a `PlainRecord`) and one
+    table row per example: the shape of the evaluation results (translation, QA), so
+    reviving the scores and ``table()`` have one owner."""
+
+    scores_type: ClassVar[Any]
+    """The class of the ``scores`` field; its ``from_dict`` revives it on load."""
+
+    @classmethod
+    def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        fields["scores"] = cls.scores_type.from_dict(fields["scores"])
+        return fields
+
+    def table(self) -> Any:
+        """One row per example (a ``pandas.DataFrame``; columns as in `tabulate`)."""
+        return self.to_pandas()
 
 
 # ----- functions for results that do not inherit `Result` ---------------------------------

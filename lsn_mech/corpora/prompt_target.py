@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Generator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -168,3 +169,72 @@ def shuffled_padded_batches(
         truncated += cut
         yield pad_right(encoded, pad_id)
     return truncated
+
+
+Encoder = Callable[[Any, list[_Row], int, bool], tuple[list[dict[str, Tensor]], int]]
+"""``encode(tokenizer, rows, max_length, append_eos)`` → the items and how many were cut."""
+
+
+def _check_sizes(error: type[Exception], max_length: int, batch_size: int = 1) -> None:
+    if batch_size < 1:
+        raise error(f"batch_size must be at least 1; got {batch_size}.")
+    if max_length < 2:
+        raise error(f"max_length must be at least 2; got {max_length}.")
+
+
+def encode_all(
+    tokenizer: Any,
+    rows: list[_Row],
+    encode: Encoder[_Row],
+    *,
+    max_length: int,
+    append_eos: bool,
+    error: type[Exception],
+    warning: str,
+) -> list[dict[str, Tensor]]:
+    """Every row encoded at once, with a task's checks and truncation warning.
+
+    The task-free half of a ``tokenize_<task>`` function: ``error`` is the task's
+    exception for a bad ``max_length``; ``warning`` is its message, formatted with
+    ``truncated``, ``total`` and ``max_length`` when any row was cut.
+    """
+    _check_sizes(error, max_length)
+    encoded, truncated = encode(tokenizer, rows, max_length, append_eos)
+    if truncated:
+        message = warning.format(truncated=truncated, total=len(encoded), max_length=max_length)
+        warnings.warn(message, stacklevel=3)
+    return encoded
+
+
+def warned_padded_batches(
+    tokenizer: Any,
+    rows: list[_Row],
+    encode: Encoder[_Row],
+    *,
+    batch_size: int,
+    max_length: int,
+    shuffle: bool,
+    seed: int,
+    append_eos: bool,
+    error: type[Exception],
+    warning: str,
+) -> Iterator[dict[str, Int64[Tensor, "batch seq"]]]:
+    """`shuffled_padded_batches` with a task's checks and truncation warning.
+
+    The task-free half of a ``<task>_batches`` function (``error`` and ``warning`` as
+    in `encode_all`; the warning comes once the last batch is out).
+    """
+    _check_sizes(error, max_length, batch_size)
+    truncated = yield from shuffled_padded_batches(
+        tokenizer,
+        rows,
+        encode,
+        batch_size=batch_size,
+        max_length=max_length,
+        shuffle=shuffle,
+        seed=seed,
+        append_eos=append_eos,
+    )
+    if truncated:
+        message = warning.format(truncated=truncated, total=len(rows), max_length=max_length)
+        warnings.warn(message, stacklevel=3)

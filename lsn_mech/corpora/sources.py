@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
+from lsn_mech.provenance import Provenance
 
 
 def corpus_languages(corpus: Any) -> list[str]:
@@ -27,6 +28,24 @@ def corpus_languages(corpus: Any) -> list[str]:
         "A corpus must be a lsn_mech MultilingualCorpus, a datasets.Dataset with 'language' "
         "and 'text' columns, or a mapping from language to texts / TokenWindows; got "
         f"{type(corpus).__name__}."
+    )
+
+
+def corpus_provenance(
+    corpus: Any, *, model_id: str | None, method: str, parameters: dict[str, Any]
+) -> Provenance:
+    """Provenance of a result computed by running a model over ``corpus``.
+
+    The corpus name and fingerprint come from `corpus_identity`, so statistics, PPL
+    matrices and sweeps record their inputs the same way and can be matched later.
+    """
+    corpus_name, corpus_hash = corpus_identity(corpus)
+    return Provenance(
+        model_id=model_id,
+        corpus=corpus_name,
+        corpus_hash=corpus_hash,
+        method=method,
+        parameters=parameters,
     )
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -34,12 +33,14 @@ from lsn_mech.corpora.prompt_target import IGNORE_INDEX as IGNORE_INDEX
 from lsn_mech.corpora.prompt_target import (
     PromptTargetError,
     TextExample,
-    shuffled_padded_batches,
+    encode_all,
     target_only_example,
     token_ids,
+    warned_padded_batches,
 )
 from lsn_mech.corpora.prompt_target import fit_prompt_target as fit_any_prompt_target
 from lsn_mech.corpora.prompt_target import pad_right as pad_right
+from lsn_mech.corpora.prompt_target import shuffled_padded_batches as shuffled_padded_batches
 from lsn_mech.errors import EmptyCorpusError
 
 #: Columns every parallel dataset is normalised to.
@@ -510,16 +511,16 @@ def tokenize_translation(
     least one token) and the start of the prompt after BOS dropped. A warning reports
     how many examples were truncated.
     """
-    if max_length < 2:
-        raise TranslationDataError(f"max_length must be at least 2; got {max_length}.")
-    encoded, truncated = _encode_rows(tokenizer, _rows(examples), max_length, append_eos)
-    if truncated:
-        warnings.warn(
-            f"{truncated} of {len(encoded)} translation examples were longer than "
-            f"max_length={max_length} tokens and were truncated (source first).",
-            stacklevel=2,
-        )
-    return encoded
+    return encode_all(
+        tokenizer,
+        _rows(examples),
+        _encode_rows,
+        max_length=max_length,
+        append_eos=append_eos,
+        error=TranslationDataError,
+        warning="{truncated} of {total} translation examples were longer than "
+        "max_length={max_length} tokens and were truncated (source first).",
+    )
 
 
 def translation_batches(
@@ -538,24 +539,16 @@ def translation_batches(
     the dataset. ``shuffle`` permutes the order with ``random.Random(seed)``; the last
     batch may be smaller.
     """
-    if batch_size < 1:
-        raise TranslationDataError(f"batch_size must be at least 1; got {batch_size}.")
-    if max_length < 2:
-        raise TranslationDataError(f"max_length must be at least 2; got {max_length}.")
-    rows = _rows(examples)
-    truncated = yield from shuffled_padded_batches(
+    yield from warned_padded_batches(
         tokenizer,
-        rows,
+        _rows(examples),
         _encode_rows,
         batch_size=batch_size,
         max_length=max_length,
         shuffle=shuffle,
         seed=seed,
         append_eos=append_eos,
+        error=TranslationDataError,
+        warning="{truncated} of {total} translation examples were truncated to "
+        "max_length={max_length} tokens (source first).",
     )
-    if truncated:
-        warnings.warn(
-            f"{truncated} of {len(rows)} translation examples were truncated to "
-            f"max_length={max_length} tokens (source first).",
-            stacklevel=2,
-        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Bool, Float
@@ -290,6 +290,83 @@ def entropy_select(
     activation_bar = global_quantile(values, activation_bar_ratio, quantile)
     membership = (values > activation_bar).permute(2, 0, 1) & selected.unsqueeze(0)
     return entropy, selected, membership, filter_bar, activation_bar
+
+
+@runtime_checkable
+class EntropyParameters(Protocol):
+    """What `entropy_detection` reads of a spec: the LAPE recipe's fields (LAPE, LAVE)."""
+
+    @property
+    def top_rate(self) -> float: ...
+    @property
+    def filter_rate(self) -> float: ...
+    @property
+    def activation_bar_ratio(self) -> float: ...
+    @property
+    def quantile(self) -> QuantileMethod: ...
+    @property
+    def neuron_site(self) -> str: ...
+
+    def provenance(
+        self, data: DetectorInput | None, derived: dict[str, Any] | None = None
+    ) -> Provenance: ...
+
+
+def check_entropy_rates(spec: EntropyParameters) -> None:
+    """Validate and normalise a frozen spec's recipe fields, in its ``__post_init__``.
+
+    One check for every spec that runs `entropy_select`, so LAPE and LAVE refuse the
+    same rates with the same messages.
+    """
+    object.__setattr__(spec, "top_rate", check_rate("top_rate", spec.top_rate, allow_zero=False))
+    for name in ("filter_rate", "activation_bar_ratio"):
+        object.__setattr__(spec, name, check_rate(name, getattr(spec, name), allow_zero=True))
+    check_quantile_method(spec.quantile)
+
+
+def entropy_detection(
+    spec: EntropyParameters,
+    data: DetectorInput,
+    values: Float[Tensor, "layer d_mlp lang"],
+    *,
+    stored_values: Float[Tensor, "layer d_mlp lang"] | None = None,
+) -> EntropySelection:
+    """Run `entropy_select` with ``spec``'s fields and wrap it as an `EntropySelection`.
+
+    The one owner of the steps after a detector has its non-negative ``values``: the
+    derived provenance (bars, tie break, count), the neurons at ``spec.neuron_site``
+    and the result. ``stored_values`` is what the result keeps as ``values`` (default:
+    ``values``).
+    """
+    entropy, selected, membership, filter_bar, activation_bar = entropy_select(
+        values,
+        top_rate=spec.top_rate,
+        filter_rate=spec.filter_rate,
+        activation_bar_ratio=spec.activation_bar_ratio,
+        quantile=spec.quantile,
+    )
+    derived = {
+        "tie_break": "flat_index",
+        "filter_bar": filter_bar,
+        "activation_bar": activation_bar,
+        "n_selected": int(selected.sum()),
+    }
+    neurons = LanguageNeurons.from_mask(
+        membership,
+        data.languages,
+        site=spec.neuron_site,
+        model_id=data.model_id,
+        provenance=spec.provenance(data, derived),
+    )
+    return EntropySelection(
+        neurons=neurons,
+        values=values if stored_values is None else stored_values,
+        entropy=entropy,
+        selected=selected,
+        membership=membership,
+        filter_bar=filter_bar,
+        activation_bar=activation_bar,
+    )
 
 
 def make_provenance(

@@ -27,10 +27,9 @@ from torch import Tensor
 from lsn_mech.detect._common import (
     EntropySelection,
     QuantileMethod,
+    check_entropy_rates,
     check_probabilities,
-    check_quantile_method,
-    check_rate,
-    entropy_select,
+    entropy_detection,
     normalised_entropy,
     read_input,
     require_languages,
@@ -79,12 +78,7 @@ class LapeSpec(DetectorSpec):
     rate)``) or ``"linear"`` (``torch.quantile``)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "top_rate", check_rate("top_rate", self.top_rate, allow_zero=False)
-        )
-        for name in ("filter_rate", "activation_bar_ratio"):
-            object.__setattr__(self, name, check_rate(name, getattr(self, name), allow_zero=True))
-        check_quantile_method(self.quantile)
+        check_entropy_rates(self)
 
     def detect(
         self,
@@ -97,35 +91,7 @@ class LapeSpec(DetectorSpec):
         data = read_input(source, languages, kind="probability", site=self.site, model_id=model_id)
         require_languages(len(data.languages), "LAPE")
         check_probabilities(data.values)
-        entropy, selected, membership, filter_bar, activation_bar = entropy_select(
-            data.values,
-            top_rate=self.top_rate,
-            filter_rate=self.filter_rate,
-            activation_bar_ratio=self.activation_bar_ratio,
-            quantile=self.quantile,
-        )
-        derived = {
-            "tie_break": "flat_index",
-            "filter_bar": filter_bar,
-            "activation_bar": activation_bar,
-            "n_selected": int(selected.sum()),
-        }
-        neurons = LanguageNeurons.from_mask(
-            membership,
-            data.languages,
-            site=self.neuron_site,
-            model_id=data.model_id,
-            provenance=self.provenance(data, derived),
-        )
-        return EntropySelection(
-            neurons=neurons,
-            values=data.values,
-            entropy=entropy,
-            selected=selected,
-            membership=membership,
-            filter_bar=filter_bar,
-            activation_bar=activation_bar,
-        )
+        return entropy_detection(self, data, data.values)
 
 
 @spec_keywords(LapeSpec)

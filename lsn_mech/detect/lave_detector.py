@@ -31,10 +31,9 @@ from lsn_mech.detect._common import (
     DetectorInputError,
     EntropySelection,
     QuantileMethod,
+    check_entropy_rates,
     check_finite,
-    check_quantile_method,
-    check_rate,
-    entropy_select,
+    entropy_detection,
     read_input,
     require_languages,
 )
@@ -83,16 +82,11 @@ class LaveSpec(DetectorSpec):
     """``"kthvalue"`` (reference-code rule) or ``"linear"``."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "top_rate", check_rate("top_rate", self.top_rate, allow_zero=False)
-        )
-        for name in ("filter_rate", "activation_bar_ratio"):
-            object.__setattr__(self, name, check_rate(name, getattr(self, name), allow_zero=True))
+        check_entropy_rates(self)
         if self.negative not in ("clamp", "abs", "shift"):
             raise DetectorInputError(
                 f"negative must be 'clamp', 'abs' or 'shift', got {self.negative!r}."
             )
-        check_quantile_method(self.quantile)
 
     def detect(
         self,
@@ -106,35 +100,7 @@ class LaveSpec(DetectorSpec):
         require_languages(len(data.languages), "LAVE")
         check_finite(data.values, "mean activations")
         values = lave_values(data.values, self.negative)
-        entropy, selected, membership, filter_bar, activation_bar = entropy_select(
-            values,
-            top_rate=self.top_rate,
-            filter_rate=self.filter_rate,
-            activation_bar_ratio=self.activation_bar_ratio,
-            quantile=self.quantile,
-        )
-        derived = {
-            "tie_break": "flat_index",
-            "filter_bar": filter_bar,
-            "activation_bar": activation_bar,
-            "n_selected": int(selected.sum()),
-        }
-        neurons = LanguageNeurons.from_mask(
-            membership,
-            data.languages,
-            site=self.neuron_site,
-            model_id=data.model_id,
-            provenance=self.provenance(data, derived),
-        )
-        return EntropySelection(
-            neurons=neurons,
-            values=values.to(torch.float64),
-            entropy=entropy,
-            selected=selected,
-            membership=membership,
-            filter_bar=filter_bar,
-            activation_bar=activation_bar,
-        )
+        return entropy_detection(self, data, values, stored_values=values.to(torch.float64))
 
 
 @spec_keywords(LaveSpec)

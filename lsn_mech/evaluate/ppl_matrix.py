@@ -9,9 +9,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lsn_mech._version import __version__
-from lsn_mech.corpora.sources import corpus_identity, corpus_languages, language_windows
-from lsn_mech.evaluate.perplexity import perplexity
+from lsn_mech.corpora.sources import (
+    corpus_languages,
+    corpus_provenance,
+    language_windows,
+)
+from lsn_mech.evaluate.perplexity import Perplexity, perplexity
 from lsn_mech.interventions import deactivate
 from lsn_mech.models.protocol import HookedModel, model_id
 from lsn_mech.provenance import Provenance
@@ -132,6 +135,28 @@ def evaluation_windows(
     }
 
 
+def window_perplexities(
+    model: HookedModel,
+    windows: Mapping[str, Any],
+    languages: Sequence[str],
+    *,
+    batch_size: int,
+    bar: Any = None,
+) -> list[Perplexity]:
+    """`perplexity` of each of ``languages`` on its ``windows``, one ``bar`` step each.
+
+    The inner loop of every perplexity experiment (matrix, selection sweep, deactivation
+    values): under whatever intervention is active, each language measured on the same
+    windows as its base perplexity.
+    """
+    results = []
+    for language in languages:
+        results.append(perplexity(model, windows[language], batch_size=batch_size))
+        if bar is not None:
+            bar.update(1)
+    return results
+
+
 def ppl_change_matrix(
     model: HookedModel,
     neuron_sets: Mapping[str, Any],
@@ -163,11 +188,8 @@ def ppl_change_matrix(
     bar = tqdm(total=(len(rows) + 1) * len(columns), desc="ppl matrix", disable=not progress)
 
     def evaluate_all() -> list[float]:
-        values = []
-        for language in columns:
-            values.append(perplexity(model, windows[language], batch_size=batch_size).value)
-            bar.update(1)
-        return values
+        found = window_perplexities(model, windows, columns, batch_size=batch_size, bar=bar)
+        return [result.value for result in found]
 
     base = evaluate_all()
     ppl = []
@@ -176,17 +198,15 @@ def ppl_change_matrix(
         with deactivate(model, neuron_sets[name]):
             ppl.append(evaluate_all())
     bar.close()
-    corpus_name, corpus_hash = corpus_identity(corpus)
     return PPLChangeMatrix(
         rows=rows,
         columns=columns,
         base=base,
         ppl=ppl,
         tokens=[int(windows[c].n_tokens) for c in columns],
-        provenance=Provenance(
+        provenance=corpus_provenance(
+            corpus,
             model_id=model_id(model),
-            corpus=corpus_name,
-            corpus_hash=corpus_hash,
             method="ppl_change_matrix",
             parameters={
                 "split": split,
@@ -194,6 +214,5 @@ def ppl_change_matrix(
                 "window": window,
                 "neuron_counts": {name: len(neuron_sets[name]) for name in rows},
             },
-            library_version=__version__,
         ),
     )

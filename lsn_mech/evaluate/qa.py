@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import unicodedata
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -35,15 +34,16 @@ from lsn_mech.corpora.corpus import column_list
 from lsn_mech.corpora.hub_tasks import QATask, collapse_whitespace, gold_answers, qa_prompt
 from lsn_mech.corpora.prompt_target import (
     TextExample,
+    encode_all,
     fit_prompt_target,
-    shuffled_padded_batches,
     target_only_example,
+    warned_padded_batches,
 )
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.models.protocol import model_id
 from lsn_mech.models.runtime import generate_lines
 from lsn_mech.provenance import Provenance
-from lsn_mech.results import PlainRecord, Result, ResultTable
+from lsn_mech.results import PlainRecord, ResultTable, ScoredResult
 
 __all__ = [
     "QAEvalError",
@@ -232,18 +232,16 @@ def tokenize_qa(
     that keeps the answer span (located by ``answer_start``, else by search), never the
     answer; a warning counts them.
     """
-    if max_length < 2:
-        raise QAEvalError(f"max_length must be at least 2; got {max_length}.")
-    encoded, truncated = _encode(
-        tokenizer, _qa_rows(data, need_answer=True), max_length, append_eos
+    return encode_all(
+        tokenizer,
+        _qa_rows(data, need_answer=True),
+        _encode,
+        max_length=max_length,
+        append_eos=append_eos,
+        error=QAEvalError,
+        warning="{truncated} of {total} QA examples were longer than max_length="
+        "{max_length} tokens; their contexts were cut around the answer.",
     )
-    if truncated:
-        warnings.warn(
-            f"{truncated} of {len(encoded)} QA examples were longer than max_length="
-            f"{max_length} tokens; their contexts were cut around the answer.",
-            stacklevel=2,
-        )
-    return encoded
 
 
 def qa_batches(
@@ -261,27 +259,19 @@ def qa_batches(
     Rows are tokenised one batch at a time; ``shuffle`` permutes them with
     ``random.Random(seed)``. Defaults follow Mondal et al. (batch 4, 512 tokens).
     """
-    if batch_size < 1:
-        raise QAEvalError(f"batch_size must be at least 1; got {batch_size}.")
-    if max_length < 2:
-        raise QAEvalError(f"max_length must be at least 2; got {max_length}.")
-    rows = _qa_rows(data, need_answer=True)
-    truncated = yield from shuffled_padded_batches(
+    yield from warned_padded_batches(
         tokenizer,
-        rows,
+        _qa_rows(data, need_answer=True),
         _encode,
         batch_size=batch_size,
         max_length=max_length,
         shuffle=shuffle,
         seed=seed,
         append_eos=append_eos,
+        error=QAEvalError,
+        warning="{truncated} of {total} QA examples were truncated to max_length="
+        "{max_length} tokens (context cut around the answer).",
     )
-    if truncated:
-        warnings.warn(
-            f"{truncated} of {len(rows)} QA examples were truncated to max_length="
-            f"{max_length} tokens (context cut around the answer).",
-            stacklevel=2,
-        )
 
 
 # ----- answering --------------------------------------------------------------------------
@@ -429,8 +419,10 @@ def qa_scores(
 
 # ----- evaluation -------------------------------------------------------------------------
 @dataclasses.dataclass
-class QAResult(Result):
+class QAResult(ScoredResult):
     """Scores of one language with every question's id, prediction, golds and row scores."""
+
+    scores_type = QAScores
 
     language: str
     scores: QAScores
@@ -446,15 +438,6 @@ class QAResult(Result):
         header = ["id", "prediction", "references", "exact_match", "f1"]
         rows = zip(self.ids, self.predictions, self.references, self.exact_match, self.f1)
         return ResultTable(header, [list(r) for r in rows])
-
-    def table(self) -> Any:
-        """One row per question (a ``pandas.DataFrame``)."""
-        return self.to_pandas()
-
-    @classmethod
-    def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
-        fields["scores"] = QAScores.from_dict(fields["scores"])
-        return fields
 
     def __str__(self) -> str:
         return f"{self.language}: {self.scores}"

@@ -38,7 +38,7 @@ from lsn_mech.models.protocol import model_id
 from lsn_mech.models.runtime import generate as runtime_generate
 from lsn_mech.models.runtime.generate import GenerationError
 from lsn_mech.provenance import Provenance
-from lsn_mech.results import PlainRecord, Result, ResultTable
+from lsn_mech.results import PlainRecord, Result, ResultTable, ScoredResult
 from lsn_mech.results import read_scored_result_fields as read_scored_result_fields
 from lsn_mech.results import scored_result_fields as scored_result_fields
 from lsn_mech.results import write_result_json as write_result_json
@@ -311,8 +311,10 @@ def translate(
 # The JSON helpers that lived here (write_result_json, scored_result_fields,
 # read_scored_result_fields) are `lsn_mech.results`'s; they stay importable from here.
 @dataclasses.dataclass
-class TranslationResult(Result):
+class TranslationResult(ScoredResult):
     """Scores of one translation direction with every prompt, hypothesis and reference."""
+
+    scores_type = TranslationScores
 
     src_lang: str
     tgt_lang: str
@@ -332,15 +334,6 @@ class TranslationResult(Result):
         """One row per sentence: source, reference, hypothesis, prompt."""
         rows = zip(self.sources, self.references, self.hypotheses, self.prompts)
         return ResultTable(["source", "reference", "hypothesis", "prompt"], [list(r) for r in rows])
-
-    def table(self) -> Any:
-        """One row per sentence (a ``pandas.DataFrame``)."""
-        return self.to_pandas()
-
-    @classmethod
-    def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
-        fields["scores"] = TranslationScores.from_dict(fields["scores"])
-        return fields
 
     def __str__(self) -> str:
         return f"{self.direction} ({self.shots}-shot): {self.scores}"

@@ -20,11 +20,10 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lsn_mech._version import __version__
-from lsn_mech.corpora.sources import corpus_identity, corpus_languages
+from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, StatisticsMismatchError
 from lsn_mech.evaluate.perplexity import perplexity
-from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view
+from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view, window_perplexities
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.interventions import parse_value, set_to
 from lsn_mech.models.protocol import HookedModel, model_id
@@ -352,13 +351,9 @@ def deactivation_value_ppl(
         desc="deactivation values",
         disable=not progress,
     )
-    base: list[float] = []
-    tokens: list[int] = []
-    for language in columns:
-        result = perplexity(model, windows[language], batch_size=batch_size)
-        base.append(result.value)
-        tokens.append(result.tokens)
-        bar.update(1)
+    first = window_perplexities(model, windows, columns, batch_size=batch_size, bar=bar)
+    base = [result.value for result in first]
+    tokens = [result.tokens for result in first]
     ppl: list[list[list[float | None]]] = []
     for label, per_language in zip(labels, written_values):
         plane: list[list[float | None]] = []
@@ -375,7 +370,6 @@ def deactivation_value_ppl(
         ppl.append(plane)
     bar.close()
 
-    corpus_name, corpus_hash = corpus_identity(corpus)
     source = neurons.provenance
     return DeactivationValuePPL(
         values=labels,
@@ -386,10 +380,9 @@ def deactivation_value_ppl(
         n_neurons=[len(sets[x]) for x in rows],
         written=written,
         tokens=tokens,
-        provenance=Provenance(
+        provenance=corpus_provenance(
+            corpus,
             model_id=model_id(model),
-            corpus=corpus_name,
-            corpus_hash=corpus_hash,
             method="deactivation_value_ppl",
             parameters=canonical(
                 {
@@ -407,6 +400,5 @@ def deactivation_value_ppl(
                     "stats_corpus_hash": stats.provenance.corpus_hash,
                 }
             ),
-            library_version=__version__,
         ),
     )

@@ -9,11 +9,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lsn_mech._version import __version__
-from lsn_mech.corpora.sources import corpus_identity, corpus_languages
+from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError
-from lsn_mech.evaluate.perplexity import perplexity
-from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_view
+from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_view, window_perplexities
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.interventions import deactivate
 from lsn_mech.models.protocol import HookedModel, model_id
@@ -203,19 +201,13 @@ def selection_sweep(
     )
     bar = tqdm(total=(len(ratios) + 1) * len(columns), desc="selection sweep", disable=not progress)
 
-    tokens: list[int] = []
-
     def evaluate_all() -> list[float]:
-        values = []
-        for lang in columns:
-            result = perplexity(model, windows[lang], batch_size=batch_size)
-            values.append(result.value)
-            if len(tokens) < len(columns):
-                tokens.append(result.tokens)
-            bar.update(1)
-        return values
+        found = window_perplexities(model, windows, columns, batch_size=batch_size, bar=bar)
+        return [result.value for result in found]
 
-    base = evaluate_all()
+    first = window_perplexities(model, windows, columns, batch_size=batch_size, bar=bar)
+    base = [result.value for result in first]
+    tokens = [result.tokens for result in first]
     ppl, n_neurons, per_layer = [], [], []
     for ratio in ratios:
         bar.set_description(f"selection sweep [{100 * ratio:g} %]")
@@ -231,7 +223,6 @@ def selection_sweep(
         with deactivate(model, selected):
             ppl.append(evaluate_all())
     bar.close()
-    corpus_name, corpus_hash = corpus_identity(corpus)
     return SelectionSweep(
         language=language,
         ratios=ratios,
@@ -241,10 +232,9 @@ def selection_sweep(
         n_neurons=n_neurons,
         per_layer=per_layer,
         tokens=tokens,
-        provenance=Provenance(
+        provenance=corpus_provenance(
+            corpus,
             model_id=model_id(model),
-            corpus=corpus_name,
-            corpus_hash=corpus_hash,
             method="selection_sweep",
             parameters=canonical(
                 {
@@ -259,6 +249,5 @@ def selection_sweep(
                     "stats_corpus_hash": stats.provenance.corpus_hash,
                 }
             ),
-            library_version=__version__,
         ),
     )

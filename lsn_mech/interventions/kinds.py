@@ -42,11 +42,18 @@ def _literal(spec: InterventionSpec, value: LiteralValue) -> None:
         object.__setattr__(spec, "value", float(value))
 
 
+@dataclasses.dataclass(frozen=True)
 class _LiteralEdit(InterventionSpec):
-    """A literal value applied by one elementwise operation."""
+    """A literal value applied by one elementwise operation.
+
+    Owns the fields of set / scale / add (``neurons, value, site``, in that order), so
+    the three kinds differ only in their ``kind`` and ``op``.
+    """
 
     op: ClassVar[EditOp]
+    neurons: NeuronSet
     value: LiteralValue
+    site: Site | None = None
 
     def __post_init__(self) -> None:
         _literal(self, self.value)
@@ -75,9 +82,6 @@ class SetValue(_LiteralEdit):
 
     kind: ClassVar[str] = "set"
     op: ClassVar[EditOp] = "set"
-    neurons: NeuronSet
-    value: LiteralValue
-    site: Site | None = None
 
 
 @register
@@ -87,9 +91,6 @@ class Scale(_LiteralEdit):
 
     kind: ClassVar[str] = "scale"
     op: ClassVar[EditOp] = "scale"
-    neurons: NeuronSet
-    value: LiteralValue
-    site: Site | None = None
 
 
 @register
@@ -99,9 +100,6 @@ class Add(_LiteralEdit):
 
     kind: ClassVar[str] = "add"
     op: ClassVar[EditOp] = "add"
-    neurons: NeuronSet
-    value: LiteralValue
-    site: Site | None = None
 
 
 @register

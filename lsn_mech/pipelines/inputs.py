@@ -4,12 +4,26 @@ same way."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lsn_mech.errors import LsnMechError
+from lsn_mech.pipelines.configs import config_to_dict, field_types, split_optional
 
-__all__ = ["DEFAULT_LANGUAGES", "DTYPES", "load_job_corpus", "load_job_model"]
+if TYPE_CHECKING:
+    from lsn_mech.pipelines.stages import StageTimer
+
+__all__ = [
+    "DEFAULT_LANGUAGES",
+    "DTYPES",
+    "CorpusJobConfig",
+    "collect_job_stats",
+    "load_job_corpus",
+    "load_job_inputs",
+    "load_job_model",
+]
 
 DEFAULT_LANGUAGES = ("en", "fr", "es", "zh", "ja", "vi", "id")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -17,6 +31,37 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 class UnknownDtypeError(LsnMechError, ValueError):
     """A dtype name that is not one of `DTYPES`."""
+
+
+@dataclasses.dataclass
+class CorpusJobConfig:
+    """The leading fields of a job that reads one corpus (statistics, perplexity).
+
+    ``languages`` are read from ``text_files`` ({language: path}) when given, else from
+    the embedded Bible; the command with ``--text-files`` and no ``--languages`` takes
+    every language of the files. A job subclasses this, redeclares ``split`` or
+    ``max_tokens`` for its own default (a redeclared field keeps its place, so flags
+    and ``config.json`` keep their order) and adds its fields after these.
+    """
+
+    model: str = "gemma-3-270m"
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    text_files: dict[str, str] | None = None
+    split: str = "train"
+    window: int = 512
+    batch_size: int = 8
+    max_tokens: int = 20_000
+
+    def __post_init__(self) -> None:
+        """Accept what Python callers pass loosely: a list of languages, paths as strings."""
+        self.languages = tuple(self.languages)
+        for name, hint in field_types(type(self)).items():
+            value = getattr(self, name)
+            if value is not None and split_optional(hint)[0] is Path:
+                setattr(self, name, Path(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
 
 
 def load_job_model(model: str, *, device: str | None = None, dtype: str | None = None) -> Any:
@@ -37,3 +82,49 @@ def load_job_corpus(languages: Sequence[str], text_files: Mapping[str, str] | No
     if text_files:
         return from_files(dict(text_files))
     return bible(list(languages))
+
+
+def load_job_inputs(config: Any, timer: StageTimer) -> tuple[Any, Any]:
+    """The model and corpus named by ``config``, each loaded as its own timed stage.
+
+    Reads ``model``, ``device``, ``dtype``, ``languages`` and ``text_files``: the fields
+    every corpus-reading job has, so they load the same way and report the same stages.
+    """
+    with timer("load model"):
+        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
+    with timer("load corpus"):
+        corpus = load_job_corpus(config.languages, config.text_files)
+    return model, corpus
+
+
+def collect_job_stats(
+    model: Any,
+    corpus: Any,
+    config: Any,
+    timer: StageTimer,
+    *,
+    max_tokens: int,
+    output_dir: str | Path,
+    progress: bool = True,
+    **options: Any,
+) -> Any:
+    """The timed "collect statistics" stage of a corpus job.
+
+    ``collect_stats`` over ``config.languages`` with its ``batch_size`` and ``window``,
+    checkpointed into ``output_dir``; ``options`` go to ``collect_stats`` as they are.
+    One call, so the jobs that collect statistics read their configs the same way.
+    """
+    from lsn_mech.stats import collect_stats
+
+    with timer("collect statistics"):
+        return collect_stats(
+            model,
+            corpus,
+            languages=list(config.languages),
+            max_tokens_per_language=max_tokens,
+            batch_size=config.batch_size,
+            window=config.window,
+            output_dir=output_dir,
+            progress=progress,
+            **options,
+        )

@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from lsn_mech.errors import LsnMechError
-from lsn_mech.pipelines.configs import write_config
 from lsn_mech.pipelines.inputs import load_job_model
 from lsn_mech.pipelines.landermt_methods import (
     ALL_METHODS,
@@ -28,7 +27,7 @@ from lsn_mech.pipelines.landermt_methods import (
     TRAINED_METHODS,  # noqa: F401
     ZERO_SHOT,
 )
-from lsn_mech.pipelines.stages import StageTimer
+from lsn_mech.pipelines.stages import start_job
 
 
 class LandermtConfigError(LsnMechError, ValueError):
@@ -470,9 +469,7 @@ def run_landermt(
 
     config.check()
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    write_config(config, output)
-    timer = StageTimer("landermt", log)
+    timer = start_job("landermt", config, output, log)
     seconds = timer.seconds
     torch.manual_seed(config.seed)
     with timer("load model and data"):

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from lsn_mech.errors import LsnMechError
-from lsn_mech.pipelines.configs import write_config
-from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_corpus, load_job_model
+from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, collect_job_stats, load_job_inputs
 from lsn_mech.pipelines.report import write_lape_report
-from lsn_mech.pipelines.stages import StageTimer
+from lsn_mech.pipelines.stages import start_job
 
 __all__ = ["DEFAULT_LANGUAGES", "LapeConfig", "LapeReport", "run_lape"]
 
@@ -97,29 +96,21 @@ def run_lape(
     from lsn_mech import detect
     from lsn_mech.evaluate import ppl_change_matrix
     from lsn_mech.neurons import to_lape_file
-    from lsn_mech.stats import collect_stats
 
     parameters = detector_parameters(config)  # a bad detector name fails before any work
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    write_config(config, output)
-    timer = StageTimer("lape", log)
+    timer = start_job("lape", config, output, log)
     seconds = timer.seconds
-    with timer("load model"):
-        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
-    with timer("load corpus"):
-        corpus = load_job_corpus(config.languages, config.text_files)
-    with timer("collect statistics"):
-        stats = collect_stats(
-            model,
-            corpus,
-            languages=list(config.languages),
-            max_tokens_per_language=config.stats_tokens,
-            batch_size=config.batch_size,
-            window=config.window,
-            output_dir=output / "stats",
-            progress=progress,
-        )
+    model, corpus = load_job_inputs(config, timer)
+    stats = collect_job_stats(
+        model,
+        corpus,
+        config,
+        timer,
+        max_tokens=config.stats_tokens,
+        output_dir=output / "stats",
+        progress=progress,
+    )
     with timer("detect (LAPE + random baseline)"):
         neurons = detect.run(config.detector, stats, **parameters).neurons
         random_neurons = detect.random(neurons, seed=config.random_seed)

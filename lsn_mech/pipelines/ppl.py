@@ -10,43 +10,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lsn_mech.pipelines.configs import config_to_dict, write_config
-from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_corpus, load_job_model
-from lsn_mech.pipelines.stages import StageTimer
+from lsn_mech.pipelines.inputs import CorpusJobConfig, load_job_inputs
+from lsn_mech.pipelines.stages import start_job
 
 __all__ = ["PplConfig", "PplReport", "run_ppl"]
 
 
 @dataclasses.dataclass
-class PplConfig:
-    """Every parameter of the perplexity job.
-
-    ``languages`` are read from ``text_files`` ({language: path}) when given, else from the
-    embedded Bible; ``lsn-mech ppl`` with ``--text-files`` and no ``--languages`` takes
-    every language of the files. ``dtype`` is a name (``"float32"``, ``"bfloat16"``,
-    ``"float16"``; ``None``: the device's default).
+class PplConfig(CorpusJobConfig):
+    """Every parameter of the perplexity job: the corpus fields of `CorpusJobConfig`
+    (here split ``"test"``, 10,000 tokens a language), then these. ``dtype`` is a name
+    (``"float32"``, ``"bfloat16"``, ``"float16"``; ``None``: the device's default).
     """
 
-    model: str = "gemma-3-270m"
-    languages: tuple[str, ...] = DEFAULT_LANGUAGES
-    text_files: dict[str, str] | None = None
     split: str = "test"
-    window: int = 512
-    batch_size: int = 8
     max_tokens: int = 10_000
     neurons: Path | None = None
     output: Path = Path("lsn_runs/ppl")
     device: str | None = None
     dtype: str | None = None
-
-    def __post_init__(self) -> None:
-        self.output = Path(self.output)
-        self.languages = tuple(self.languages)
-        if self.neurons is not None:
-            self.neurons = Path(self.neurons)
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 @dataclasses.dataclass
@@ -76,13 +58,8 @@ def run_ppl(
     from lsn_mech.neurons import LanguageNeurons
 
     output = config.output
-    output.mkdir(parents=True, exist_ok=True)
-    write_config(config, output)
-    timer = StageTimer("ppl", log)
-    with timer("load model"):
-        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
-    with timer("load corpus"):
-        corpus = load_job_corpus(config.languages, config.text_files)
+    timer = start_job("ppl", config, output, log)
+    model, corpus = load_job_inputs(config, timer)
     if config.neurons is None:
         results = {}
         with timer("perplexity"):

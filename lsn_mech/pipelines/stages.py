@@ -9,8 +9,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["StageTimer", "timed_stage"]
+from lsn_mech.pipelines.configs import write_config
+
+__all__ = ["StageTimer", "start_job", "timed_stage"]
 
 
 class StageTimer:
@@ -51,3 +54,16 @@ def timed_stage(
 ) -> AbstractContextManager[None]:
     """One stage timed into ``seconds`` (the functional spelling of `StageTimer`)."""
     return StageTimer(job, log, seconds)(stage)
+
+
+def start_job(
+    job: str, config: Any, output: str | Path, log: Callable[[str], None] = print
+) -> StageTimer:
+    """Make ``output``, write its ``config.json`` and return the job's stage timer.
+
+    Every job starts this way, so each report folder holds the config that made it
+    before any stage can fail.
+    """
+    Path(output).mkdir(parents=True, exist_ok=True)
+    write_config(config, output)
+    return StageTimer(job, log)

@@ -9,41 +9,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lsn_mech.pipelines.configs import config_to_dict, write_config
-from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, load_job_corpus, load_job_model
-from lsn_mech.pipelines.stages import StageTimer
+from lsn_mech.pipelines.inputs import CorpusJobConfig, collect_job_stats, load_job_inputs
+from lsn_mech.pipelines.stages import start_job
 
 __all__ = ["StatsConfig", "StatsReport", "run_stats"]
 
 
 @dataclasses.dataclass
-class StatsConfig:
-    """Every parameter of the statistics job.
-
-    ``languages`` are read from ``text_files`` ({language: path}) when given, else from the
-    embedded Bible; ``lsn-mech stats`` with ``--text-files`` and no ``--languages`` takes
-    every language of the files. ``dtype`` is a name (``"float32"``, ``"bfloat16"``,
-    ``"float16"``; ``None``: the device's default).
+class StatsConfig(CorpusJobConfig):
+    """Every parameter of the statistics job: the corpus fields of `CorpusJobConfig`
+    (split ``"train"``, 20,000 tokens a language), then these. ``dtype`` is a name
+    (``"float32"``, ``"bfloat16"``, ``"float16"``; ``None``: the device's default).
     """
 
-    model: str = "gemma-3-270m"
-    languages: tuple[str, ...] = DEFAULT_LANGUAGES
-    text_files: dict[str, str] | None = None
-    split: str = "train"
-    window: int = 512
-    batch_size: int = 8
-    max_tokens: int = 20_000
     output: Path = Path("lsn_runs/stats")
     checkpoint_every: int = 25
     device: str | None = None
     dtype: str | None = None
-
-    def __post_init__(self) -> None:
-        self.output = Path(self.output)
-        self.languages = tuple(self.languages)
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 @dataclasses.dataclass
@@ -73,29 +55,21 @@ def run_stats(
     """Collect statistics into ``config.output``: ``stats.safetensors`` (resumable),
     ``summary.json`` (tokens and mean activation probability per language),
     ``config.json`` and ``timings.json``."""
-    from lsn_mech.stats import collect_stats
 
     output = config.output
-    output.mkdir(parents=True, exist_ok=True)
-    write_config(config, output)
-    timer = StageTimer("stats", log)
-    with timer("load model"):
-        model = load_job_model(config.model, device=config.device, dtype=config.dtype)
-    with timer("load corpus"):
-        corpus = load_job_corpus(config.languages, config.text_files)
-    with timer("collect statistics"):
-        stats = collect_stats(
-            model,
-            corpus,
-            languages=list(config.languages),
-            max_tokens_per_language=config.max_tokens,
-            batch_size=config.batch_size,
-            window=config.window,
-            split=config.split,
-            output_dir=output,
-            checkpoint_every=config.checkpoint_every,
-            progress=progress,
-        )
+    timer = start_job("stats", config, output, log)
+    model, corpus = load_job_inputs(config, timer)
+    stats = collect_job_stats(
+        model,
+        corpus,
+        config,
+        timer,
+        max_tokens=config.max_tokens,
+        output_dir=output,
+        progress=progress,
+        split=config.split,
+        checkpoint_every=config.checkpoint_every,
+    )
     probability = stats.activation_probability("mlp_pre")
     summary = {
         "model": stats.provenance.model_id,

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from lsn_mech.errors import LsnMechError
-from lsn_mech.pipelines.configs import write_config
 from lsn_mech.pipelines.inputs import load_job_model
-from lsn_mech.pipelines.stages import StageTimer
+from lsn_mech.pipelines.stages import start_job
 
 __all__ = ["TransferConfig", "TransferConfigError", "TransferReport", "run_transfer"]
 
@@ -172,9 +171,7 @@ def run_transfer(
 
     config.check()
     output = config.output
-    output.mkdir(parents=True, exist_ok=True)
-    write_config(config, output)
-    stage = StageTimer("transfer", log)
+    stage = start_job("transfer", config, output, log)
     with stage("load model and task"):
         model = load_job_model(config.model, device=config.device, dtype=config.dtype)
         task = bible_genre_task(

@@ -15,7 +15,11 @@ import torch
 from tqdm.auto import tqdm
 
 from lsn_mech._version import __version__
-from lsn_mech.corpora.sources import corpus_identity, corpus_languages, language_windows
+from lsn_mech.corpora.sources import (
+    corpus_languages,
+    corpus_provenance,
+    language_windows,
+)
 from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
 from lsn_mech.models.runtime import capture
@@ -88,7 +92,6 @@ def collect_stats(
         raise EmptyCorpusError("No languages to collect statistics for.")
     accumulator_list = list(accumulators) if accumulators else [MomentAccumulator(sites)]
     device = model_device(model)
-    corpus_name, corpus_hash = corpus_identity(corpus)
     parameters = {
         "languages": chosen,
         "max_tokens_per_language": max_tokens_per_language,
@@ -97,18 +100,14 @@ def collect_stats(
         "sites": list(sites),
         "split": split,
     }
-    provenance = Provenance(
-        model_id=model_id(model),
-        corpus=corpus_name,
-        corpus_hash=corpus_hash,
-        method="collect_stats",
-        parameters=parameters,
+    provenance = corpus_provenance(
+        corpus, model_id=model_id(model), method="collect_stats", parameters=parameters
     )
     checkpointer = None
     if output_dir is not None:
         run_key = {
             "model_id": provenance.model_id,
-            "corpus_hash": corpus_hash,
+            "corpus_hash": provenance.corpus_hash,
             "accumulators": [a.config() for a in accumulator_list],
             **parameters,
         }
