@@ -149,7 +149,7 @@ def read_result_json(path: str | Path, expected: str | type | None = None) -> di
 
 
 def _article(word: str) -> str:
-    """"an" before a vowel, else "a" (error messages name result classes)."""
+    """ "an" before a vowel, else "a" (error messages name result classes)."""
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
