@@ -74,3 +74,34 @@ def require(module: str, extra: str, purpose: str) -> object:
 
 class CorpusFileError(LsnMechError, FileNotFoundError):
     """A corpus file that was asked for does not exist or cannot be read."""
+
+
+class CorruptFileError(LsnMechError, ValueError):
+    """A file lsn_mech wrote (checkpoint, statistics, neurons, adapter, metadata JSON) is
+    missing a part, truncated, corrupt, of another kind or edited by hand."""
+
+
+class InvalidSettingError(LsnMechError, ValueError):
+    """A setting (argument or CLI flag) is out of range or does not fit the model or corpus;
+    the message names the argument and, for jobs, the flag to change."""
+
+
+class WrongInputError(LsnMechError, TypeError):
+    """An object of the wrong kind was passed (a `LanguageNeurons` where one `NeuronSet`
+    is meant, statistics of another model, a string where a tensor is meant)."""
+
+
+class NonFiniteActivationError(LsnMechError, FloatingPointError):
+    """The model produced NaN or inf activations, which would poison the statistics."""
+
+
+class DeviceUnavailableError(LsnMechError, RuntimeError):
+    """The device asked for (``cuda:1``, ``mps``) does not exist on this machine."""
+
+
+class OutputFolderError(LsnMechError, OSError):
+    """The output folder cannot be created or written."""
+
+
+class NothingToSelectError(LsnMechError, ValueError):
+    """A detector's input cannot select any neuron (all-zero or constant scores)."""
