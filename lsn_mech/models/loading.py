@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
 from transformers import (
@@ -21,6 +23,8 @@ from lsn_mech.models.sites import hook_sites
 from lsn_mech.models.zoo import ZOO, load_zoo
 
 HUB_HOST = "huggingface.co"
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 def default_device() -> torch.device:
@@ -108,26 +112,51 @@ def _resolve(
 def _from_hub(
     name: str, tokenizer: PreTrainedTokenizerBase | str | None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
-    local_only = os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable()
+    local_only = hub_offline() or not hub_reachable()
+    if local_only and not _in_hub_cache(name):
+        # Refuse now: transformers would retry the hub for half a minute before failing.
+        raise UnknownModelError(
+            f"{name!r} is {_not_a_model(name)}, not in the Hugging Face cache, and the hub "
+            "cannot be reached to download it (offline). Use a zoo name, a local model "
+            "directory, or connect to the internet (or set HF_ENDPOINT to a reachable mirror)."
+        )
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            name, attn_implementation="eager", local_files_only=local_only
+            name,
+            attn_implementation="eager",
+            local_files_only=local_only,
+            adapter_kwargs={"local_files_only": local_only},
         )
-    except OSError as exc:
-        zoo = ", ".join(ZOO)
+    except (OSError, ValueError) as exc:
         if local_only:
             raise UnknownModelError(
-                f"{name!r} is not a zoo model ({zoo}), not a local directory, not in the "
-                "Hugging Face cache, and the hub cannot be reached to download it. Use a zoo "
-                "name, a local model directory, or connect to the internet."
+                f"{name!r} is {_not_a_model(name)}, and its copy in the Hugging Face cache "
+                f"cannot be loaded offline ({exc.__class__.__name__}: {exc}). Connect to the "
+                "internet to download it again, or use a local model directory."
             ) from exc
         raise UnknownModelError(
-            f"{name!r} is not a zoo model ({zoo}), not a local directory, and the Hugging "
-            f"Face hub could not load it ({exc.__class__.__name__}: {exc}). Check the id."
+            f"{name!r} is {_not_a_model(name)}, and the Hugging Face hub could not load it "
+            f"({exc.__class__.__name__}: {exc}). Check the id."
         ) from exc
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
     return model, _tokenizer_for(tokenizer, name), name
+
+
+def _not_a_model(name: str) -> str:
+    """What ``name`` was checked against, for the message of `UnknownModelError`."""
+    return f"not a zoo model ({', '.join(ZOO)}), not a local directory"
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the Hugging Face cache holds a model config for hub id ``name``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid hub id ("a b", "../x"): it cannot be cached
+        return False
+    return isinstance(found, str)
 
 
 def _tokenizer_for(
@@ -158,10 +187,43 @@ def _reloadable(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(directory)
 
 
+def hub_offline() -> bool:
+    """Whether the user asked for offline mode (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``
+    set to a true value now, or when huggingface_hub was imported)."""
+    from huggingface_hub import constants
+
+    set_now = any(
+        os.environ.get(variable, "").strip().upper() in _TRUE
+        for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+    return set_now or bool(constants.HF_HUB_OFFLINE)
+
+
 def hub_reachable(timeout: float = 2.0) -> bool:
-    """Whether the Hugging Face hub answers on its HTTPS port (fast offline check)."""
-    try:
-        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    """Whether the Hugging Face hub (``HF_ENDPOINT``, default huggingface.co) accepts a TCP
+    connection within ``timeout`` seconds, name lookup included (fast offline check).
+
+    Behind a proxy a direct connection says nothing, so the hub counts as reachable and
+    the hub's own client decides.
+    """
+    if any(os.environ.get(variable) for variable in PROXY_VARIABLES):
+        return True
+    from huggingface_hub import constants
+
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    host = endpoint.hostname or HUB_HOST
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    answers: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            answers.append(True)
+        except OSError:
+            answers.append(False)
+
+    # A thread, because a name lookup that hangs ignores the socket's timeout.
+    probe = threading.Thread(target=connect, name="lsn_mech-hub-probe", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(answers and answers[0])
