@@ -25,6 +25,7 @@ from lsn_mech.models.zoo import ZOO, load_zoo
 HUB_HOST = "huggingface.co"
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 _TRUE = {"1", "ON", "YES", "TRUE"}
+_NOT_A_MODEL = f"not a zoo model ({', '.join(ZOO)}), not a local directory"
 
 
 def default_device() -> torch.device:
@@ -116,7 +117,7 @@ def _from_hub(
     if local_only and not _in_hub_cache(name):
         # Refuse now: transformers would retry the hub for half a minute before failing.
         raise UnknownModelError(
-            f"{name!r} is {_not_a_model(name)}, not in the Hugging Face cache, and the hub "
+            f"{name!r} is {_NOT_A_MODEL}, not in the Hugging Face cache, and the hub "
             "cannot be reached to download it (offline). Use a zoo name, a local model "
             "directory, or connect to the internet (or set HF_ENDPOINT to a reachable mirror)."
         )
@@ -130,22 +131,17 @@ def _from_hub(
     except (OSError, ValueError) as exc:
         if local_only:
             raise UnknownModelError(
-                f"{name!r} is {_not_a_model(name)}, and its copy in the Hugging Face cache "
+                f"{name!r} is {_NOT_A_MODEL}, and its copy in the Hugging Face cache "
                 f"cannot be loaded offline ({exc.__class__.__name__}: {exc}). Connect to the "
                 "internet to download it again, or use a local model directory."
             ) from exc
         raise UnknownModelError(
-            f"{name!r} is {_not_a_model(name)}, and the Hugging Face hub could not load it "
+            f"{name!r} is {_NOT_A_MODEL}, and the Hugging Face hub could not load it "
             f"({exc.__class__.__name__}: {exc}). Check the id."
         ) from exc
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
     return model, _tokenizer_for(tokenizer, name), name
-
-
-def _not_a_model(name: str) -> str:
-    """What ``name`` was checked against, for the message of `UnknownModelError`."""
-    return f"not a zoo model ({', '.join(ZOO)}), not a local directory"
 
 
 def _in_hub_cache(name: str) -> bool:
