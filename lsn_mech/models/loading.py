@@ -161,9 +161,11 @@ def _tokenizer_for(
     if isinstance(tokenizer, PreTrainedTokenizerBase):
         return tokenizer
     source = tokenizer or model_name
+    # A hub id offline: only the cache, not half a minute of retries.
+    local_only = not Path(source).is_dir() and (hub_offline() or not hub_reachable())
     try:
-        return AutoTokenizer.from_pretrained(source)
-    except OSError as exc:
+        return AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError) as exc:
         raise HubUnavailableError(
             f"No tokenizer could be loaded from {source!r}. Pass tokenizer= (a Hugging Face "
             "tokenizer object or a local directory) to load_model."
