@@ -150,8 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def error_line(message: str) -> str:
     """``lsn-mech: error: <message>`` on one line (a multi-line message is joined)."""
-    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
-    return f"lsn-mech: error: {text or 'unknown error'}"
+    return f"lsn-mech: error: {_one_line(message) or 'unknown error'}"
+
+
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def interrupted_line(command: str | None, config: Any = None) -> str:
@@ -355,7 +358,7 @@ def _info_value(compute: Any) -> str:
     try:
         return str(compute())
     except Exception as error:  # info must describe a broken install, not crash on it
-        return f"unavailable ({type(error).__name__}: {error_line(str(error))[17:]})"
+        return f"unavailable ({type(error).__name__}: {_one_line(str(error))})"
 
 
 def __getattr__(name: str) -> Any:
