@@ -25,6 +25,7 @@ from typing import Any
 from lsn_mech.errors import LsnMechError
 from lsn_mech.pipelines.inputs import load_job_model
 from lsn_mech.pipelines.stages import start_job
+from lsn_mech.pipelines.validation import check_fits_model
 
 __all__ = ["TransferConfig", "TransferConfigError", "TransferReport", "run_transfer"]
 
@@ -174,6 +175,7 @@ def run_transfer(
     stage = start_job("transfer", config, output, log)
     with stage("load model and task"):
         model = load_job_model(config.model, device=config.device, dtype=config.dtype)
+        check_fits_model(config, model)
         task = bible_genre_task(
             config.source,
             config.targets,
