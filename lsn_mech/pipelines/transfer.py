@@ -25,7 +25,7 @@ from typing import Any
 from lsn_mech.errors import LsnMechError
 from lsn_mech.pipelines.inputs import load_job_model
 from lsn_mech.pipelines.stages import start_job
-from lsn_mech.pipelines.validation import check_fits_model
+from lsn_mech.pipelines.validation import check_fits_model, fitted_window
 
 __all__ = ["TransferConfig", "TransferConfigError", "TransferReport", "run_transfer"]
 
@@ -191,6 +191,7 @@ def run_transfer(
             corpus,
             languages=list(config.detection_languages),
             max_tokens_per_language=config.stats_tokens,
+            window=fitted_window(model),
             accumulators=[MomentAccumulator(sites), QuantileAccumulator(sites)],
             output_dir=output / "stats",
             progress=progress,
@@ -216,6 +217,7 @@ def run_transfer(
                 languages=[config.source, *config.targets],
                 site=None if config.read_site == "mlp_post" else config.read_site,
                 max_tokens_per_language=config.ppl_tokens,
+                window=fitted_window(model),
                 progress=progress,
             )
             for name, found in neurons.items()

@@ -42,6 +42,7 @@ __all__ = [
     "UNCHECKED_FIELDS",
     "Rule",
     "check_fits_model",
+    "fitted_window",
     "flag",
     "prepare_output",
     "validate_config",
@@ -464,3 +465,13 @@ def check_fits_model(config: Any, model: Any) -> None:
         check = MODEL_RULES.get(field.name)
         if check is not None and value is not None:
             check(model, field.name, value)
+
+
+def fitted_window(model: Any, preferred: int = 512) -> int:
+    """``preferred`` tokens, or the model's whole context when that is shorter: the
+    window of a job that has no ``--window`` flag (the transfer job's statistics and
+    PPL), so a short-context model runs instead of failing."""
+    from lsn_mech.models.limits import context_length
+
+    limit = context_length(model)
+    return preferred if limit is None else min(preferred, limit)
