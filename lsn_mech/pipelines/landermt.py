@@ -28,7 +28,7 @@ from lsn_mech.pipelines.landermt_methods import (
     ZERO_SHOT,
 )
 from lsn_mech.pipelines.stages import start_job
-from lsn_mech.pipelines.validation import check_fits_model
+from lsn_mech.pipelines.validation import check_fits_model, validate_config
 
 
 class LandermtConfigError(LsnMechError, ValueError):
@@ -468,6 +468,7 @@ def run_landermt(
     from lsn_mech.experiments import neuron_projection
     from lsn_mech.pipelines.landermt_report import write_landermt_report
 
+    validate_config(config)  # each field first, so a refusal names its flag
     config.check()
     output = Path(config.output)
     timer = start_job("landermt", config, output, log)

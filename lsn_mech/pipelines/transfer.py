@@ -25,7 +25,7 @@ from typing import Any
 from lsn_mech.errors import LsnMechError
 from lsn_mech.pipelines.inputs import load_job_model
 from lsn_mech.pipelines.stages import start_job
-from lsn_mech.pipelines.validation import check_fits_model, fitted_window
+from lsn_mech.pipelines.validation import check_fits_model, fitted_window, validate_config
 
 __all__ = ["TransferConfig", "TransferConfigError", "TransferReport", "run_transfer"]
 
@@ -170,6 +170,7 @@ def run_transfer(
     from lsn_mech.stats import MomentAccumulator, QuantileAccumulator, collect_stats
     from lsn_mech.training.classifier import finetune_classifier
 
+    validate_config(config)  # each field first, so a refusal names its flag
     config.check()
     output = config.output
     stage = start_job("transfer", config, output, log)

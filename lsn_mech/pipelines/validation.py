@@ -367,11 +367,12 @@ def validate_config(config: Any) -> None:
 def _wanted_languages(config: Any) -> dict[str, list[str]]:
     """Flag → the language codes it asks the corpus for."""
     wanted: dict[str, list[str]] = {}
+    fields = {field.name for field in dataclasses.fields(config)}
     for name in ("languages", "source", "targets", "detection_languages", "finetune_targets"):
-        value = getattr(config, name, None)
+        value = getattr(config, name) if name in fields else None
         if value:
             wanted[flag(name)] = [value] if isinstance(value, str) else list(value)
-    if getattr(config, "directions", None):
+    if "directions" in fields and config.directions:
         wanted["--directions"] = [code for d in config.directions for code in d.split("-")]
     return wanted
 
