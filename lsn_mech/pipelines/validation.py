@@ -395,7 +395,8 @@ def check_corpus_languages(config: Any) -> None:
         if missing:
             fix = "add LANG=PATH to --text-files" if files else "use --text-files for others"
             raise MissingLanguageError(
-                f"{name}: {', '.join(missing)} not in {where} (it has {', '.join(available)}); "
+                f"{name}: {', '.join(map(repr, missing))} not in {where} "
+                f"(it has {', '.join(available)}); "
                 f"drop {'it' if len(missing) == 1 else 'them'} from {name} or {fix}."
             )
 
