@@ -350,6 +350,8 @@ def validate_config(config: Any) -> None:
     a language the corpus does not have; all before any model or corpus is loaded."""
     from lsn_mech.models.limits import check_device
 
+    if not dataclasses.is_dataclass(config):
+        return  # a caller's own config object: nothing declared to check
     hints = field_types(type(config))
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
@@ -367,6 +369,8 @@ def validate_config(config: Any) -> None:
 def _wanted_languages(config: Any) -> dict[str, list[str]]:
     """Flag → the language codes it asks the corpus for."""
     wanted: dict[str, list[str]] = {}
+    if not dataclasses.is_dataclass(config):
+        return wanted
     fields = {field.name for field in dataclasses.fields(config)}
     for name in ("languages", "source", "targets", "detection_languages", "finetune_targets"):
         value = getattr(config, name) if name in fields else None
@@ -462,6 +466,8 @@ MODEL_RULES: dict[str, Callable[[Any, str, Any], None]] = {
 def check_fits_model(config: Any, model: Any) -> None:
     """Raise when a setting of ``config`` does not fit the loaded ``model`` (a window past
     its context, neurons of another shape): after loading, before any forward pass."""
+    if not dataclasses.is_dataclass(config):
+        return
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         check = MODEL_RULES.get(field.name)
