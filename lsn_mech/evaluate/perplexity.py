@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from lsn_mech.corpora.sources import as_text_list
 from lsn_mech.corpora.windows import tokenize_windows
 from lsn_mech.errors import EmptyCorpusError
+from lsn_mech.models.limits import check_count, check_window
 from lsn_mech.models.protocol import HookedModel, model_device
 from lsn_mech.models.runtime import final_residual as final_residual  # lsn_mech.evaluate's
 from lsn_mech.models.runtime import next_token_labels, target_nll_sum
@@ -57,6 +58,9 @@ def perplexity(
     tokenizer uses one. The loss is the mean next-token NLL over every real (non-pad)
     target position: position ``t`` predicts token ``t+1``, shifted once here.
     """
+    check_window(model, window, texts=texts)
+    check_count("batch_size", batch_size)
+    check_count("logits_chunk", logits_chunk)
     if hasattr(texts, "input_ids"):
         windows = texts
     else:

@@ -16,6 +16,7 @@ from lsn_mech.corpora.sources import (
 )
 from lsn_mech.evaluate.perplexity import Perplexity, perplexity
 from lsn_mech.interventions import deactivate
+from lsn_mech.models.limits import check_count, check_window
 from lsn_mech.models.protocol import HookedModel, model_id
 from lsn_mech.provenance import Provenance
 from lsn_mech.results import Result, ResultTable
@@ -175,6 +176,8 @@ def ppl_change_matrix(
     ``NeuronSet`` (add random baselines as extra rows). Columns default to the languages
     the corpus and the neuron sets share.
     """
+    check_window(model, window, texts=corpus)
+    check_count("batch_size", batch_size)
     available = corpus_languages(corpus)
     columns = (
         list(languages) if languages is not None else [x for x in neuron_sets if x in available]

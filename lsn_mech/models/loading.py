@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from lsn_mech.errors import HubUnavailableError, UnknownModelError
+from lsn_mech.models.limits import check_device
 from lsn_mech.models.sites import hook_sites
 from lsn_mech.models.zoo import ZOO, load_zoo
 
@@ -64,6 +65,7 @@ def load_model(
     applied to the model they were detected on (default: the zoo name, directory or hub
     id; pass the base model's id for a derived in-memory copy such as a merged adapter).
     """
+    check_device(device)  # before loading: an absent GPU must not cost a model load
     target_device = torch.device(device) if device is not None else default_device()
     target_dtype = dtype if dtype is not None else default_dtype(target_device)
     hf_model, hf_tokenizer, model_name = _resolve(source, tokenizer)

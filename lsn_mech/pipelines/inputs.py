@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsn_mech.errors import LsnMechError
 from lsn_mech.pipelines.configs import config_to_dict, field_types, split_optional
+from lsn_mech.pipelines.validation import DTYPES, check_fits_model
 
 if TYPE_CHECKING:
     from lsn_mech.pipelines.stages import StageTimer
@@ -26,7 +27,6 @@ __all__ = [
 ]
 
 DEFAULT_LANGUAGES = ("en", "fr", "es", "zh", "ja", "vi", "id")
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 class UnknownDtypeError(LsnMechError, ValueError):
@@ -92,6 +92,7 @@ def load_job_inputs(config: Any, timer: StageTimer) -> tuple[Any, Any]:
     """
     with timer("load model"):
         model = load_job_model(config.model, device=config.device, dtype=config.dtype)
+        check_fits_model(config, model)  # window, neuron files: before any forward pass
     with timer("load corpus"):
         corpus = load_job_corpus(config.languages, config.text_files)
     return model, corpus

@@ -28,6 +28,7 @@ from lsn_mech.pipelines.landermt_methods import (
     ZERO_SHOT,
 )
 from lsn_mech.pipelines.stages import start_job
+from lsn_mech.pipelines.validation import check_fits_model, validate_config
 
 
 class LandermtConfigError(LsnMechError, ValueError):
@@ -467,6 +468,7 @@ def run_landermt(
     from lsn_mech.experiments import neuron_projection
     from lsn_mech.pipelines.landermt_report import write_landermt_report
 
+    validate_config(config)  # each field first, so a refusal names its flag
     config.check()
     output = Path(config.output)
     timer = start_job("landermt", config, output, log)
@@ -474,6 +476,7 @@ def run_landermt(
     torch.manual_seed(config.seed)
     with timer("load model and data"):
         bridge = load_job_model(config.model, device=config.device, dtype=config.dtype)
+        check_fits_model(config, bridge)
         tokenizer = bridge.tokenizer
         n_layers = int(bridge.cfg.n_layers)
         if not 1 <= config.k <= n_layers - 1:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lsn_mech.pipelines.configs import write_config
+from lsn_mech.pipelines.validation import prepare_output, validate_config
 
 __all__ = ["StageTimer", "start_job", "timed_stage"]
 
@@ -59,11 +60,14 @@ def timed_stage(
 def start_job(
     job: str, config: Any, output: str | Path, log: Callable[[str], None] = print
 ) -> StageTimer:
-    """Make ``output``, write its ``config.json`` and return the job's stage timer.
+    """Check ``config``, make ``output``, write its ``config.json`` and return the job's
+    stage timer.
 
-    Every job starts this way, so each report folder holds the config that made it
-    before any stage can fail.
+    Every job starts this way, so every setting is checked before anything is loaded
+    (`lsn_mech.pipelines.validation`) and each report folder holds the config that made
+    it before any stage can fail.
     """
-    Path(output).mkdir(parents=True, exist_ok=True)
+    validate_config(config)
+    prepare_output(output)
     write_config(config, output)
     return StageTimer(job, log)

@@ -25,6 +25,7 @@ from typing import Any
 from lsn_mech.errors import LsnMechError
 from lsn_mech.pipelines.inputs import load_job_model
 from lsn_mech.pipelines.stages import start_job
+from lsn_mech.pipelines.validation import check_fits_model, fitted_window, validate_config
 
 __all__ = ["TransferConfig", "TransferConfigError", "TransferReport", "run_transfer"]
 
@@ -169,11 +170,13 @@ def run_transfer(
     from lsn_mech.stats import MomentAccumulator, QuantileAccumulator, collect_stats
     from lsn_mech.training.classifier import finetune_classifier
 
+    validate_config(config)  # each field first, so a refusal names its flag
     config.check()
     output = config.output
     stage = start_job("transfer", config, output, log)
     with stage("load model and task"):
         model = load_job_model(config.model, device=config.device, dtype=config.dtype)
+        check_fits_model(config, model)
         task = bible_genre_task(
             config.source,
             config.targets,
@@ -189,6 +192,7 @@ def run_transfer(
             corpus,
             languages=list(config.detection_languages),
             max_tokens_per_language=config.stats_tokens,
+            window=fitted_window(model),
             accumulators=[MomentAccumulator(sites), QuantileAccumulator(sites)],
             output_dir=output / "stats",
             progress=progress,
@@ -214,6 +218,7 @@ def run_transfer(
                 languages=[config.source, *config.targets],
                 site=None if config.read_site == "mlp_post" else config.read_site,
                 max_tokens_per_language=config.ppl_tokens,
+                window=fitted_window(model),
                 progress=progress,
             )
             for name, found in neurons.items()

@@ -21,6 +21,7 @@ from lsn_mech.corpora.sources import (
     language_windows,
 )
 from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
+from lsn_mech.models.limits import check_window
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
 from lsn_mech.models.runtime import capture
 from lsn_mech.models.sites import SITES, hook_sites
@@ -72,6 +73,7 @@ def collect_stats(
     statistics identical to an uninterrupted run. The final statistics are written to
     ``output_dir/stats.safetensors``.
     """
+    check_window(model, window, texts=corpus)  # fail before any forward pass, not inside one
     sites = tuple(sites)
     unknown = [s for s in sites if s not in SITES]
     if unknown or not sites:
