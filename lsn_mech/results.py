@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from lsn_mech.errors import CorruptFileError, LsnMechError
-from lsn_mech.files import atomic_write_text, read_json, require_file
+from lsn_mech.files import atomic_write, atomic_write_text, read_json, require_file
 from lsn_mech.provenance import Provenance
 
 T = TypeVar("T")
@@ -175,15 +175,16 @@ def _article(word: str) -> str:
 
 
 def write_csv(path: str | Path, header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> Path:
-    """A CSV file; floats are written with ``repr`` (exact)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(list(header))
-        for row in rows:
-            writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
-    return target
+    """A CSV file, written atomically; floats are written with ``repr`` (exact)."""
+
+    def write(temporary: Path) -> None:
+        with temporary.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(list(header))
+            for row in rows:
+                writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
+
+    return atomic_write(path, write)
 
 
 class PlainRecord:
