@@ -665,11 +665,13 @@ def load_masked_lora(
     try:
         peft_model = PeftModel.from_pretrained(hf, str(directory), is_trainable=is_trainable)
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines if "mismatch" in line), lines[0] if lines else "")
         raise AdapterLoadError(
             f"PEFT could not load the adapter in {directory} onto this {type(hf).__name__} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); it was "
-            f"trained on another architecture or size, or its files were edited. Load it onto "
-            f"the model it was trained on, or save it again."
+            f"({type(exc).__name__}: {detail}); it was trained on another architecture or "
+            f"size, or its files were edited. Load it onto the model it was trained on, or "
+            f"save it again."
         ) from None
     check_adapter_loaded(peft_model, tensors, adapter_name=spec.adapter_name)
     _install_masks(peft_model, spec)
