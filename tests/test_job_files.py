@@ -360,3 +360,37 @@ def test_a_folder_no_job_wrote_is_refused(tmp_path: Path) -> None:
     (tmp_path / JOB_FILE).write_text('{"job": "lape", "stat')
     with pytest.raises(CorruptFileError, match=JOB_FILE):
         completed_job(tmp_path)
+
+
+def test_classifier_refuses_damage_and_a_half_finished_save(llama, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from lsn_mech.models.hf import plain_hf_model
+    from lsn_mech.training.classifier import ClassifierConfig, ClassifierError, TransferClassifier
+
+    base = plain_hf_model(llama, copy=True)
+    width = base.get_input_embeddings().weight.shape[1]
+    classifier = TransferClassifier(
+        masked_lora(base, NEURONS, attention=()),
+        torch.nn.Linear(width, 2),
+        ["law", "poetry"],
+        llama.tokenizer,
+        config=ClassifierConfig(),
+    )
+    folder = classifier.save(tmp_path / "classifier")
+    read = lambda: TransferClassifier.load(folder, llama)  # noqa: E731
+    assert read().labels == ("law", "poetry")
+    for name in ("classifier.json", "head.safetensors"):
+        path = folder / name
+        original = path.read_bytes()
+        for _, data in list(truncations(original))[::2] + list(header_flips(original))[:2]:
+            path.write_bytes(data)
+            with pytest.raises(CorruptFileError, match=name.replace(".", r"\.")):
+                read()
+        path.write_bytes(original)
+    meta = json.loads((folder / "classifier.json").read_text())
+    for edited in ({**meta, "labels": ["a", "b", "c"]}, {**meta, "config": {"rank_of_lora": 8}}):
+        (folder / "classifier.json").write_text(json.dumps(edited))
+        with pytest.raises(CorruptFileError, match=r"classifier\.json|head\.safetensors"):
+            read()
+    (folder / "classifier.json").unlink()  # a save killed before its last file
+    with pytest.raises(ClassifierError, match="killed midway"):
+        read()
