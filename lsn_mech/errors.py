@@ -51,10 +51,6 @@ class StatisticsMismatchError(LsnMechError, ValueError):
     """Statistics cannot be merged or resumed because they describe different runs."""
 
 
-class NeuronFormatError(LsnMechError, ValueError):
-    """A neuron file is not in the expected format, or does not match what was passed."""
-
-
 class NotEnoughNeuronsError(LsnMechError, ValueError):
     """A random draw asked for more neurons than a layer has left to give."""
 
@@ -81,6 +77,11 @@ class CorruptFileError(LsnMechError, ValueError):
     missing a part, truncated, corrupt, of another kind or edited by hand."""
 
 
+class NeuronFormatError(CorruptFileError):
+    """A neuron file is not in the expected format, or does not match what was passed
+    (a `CorruptFileError`, so also a `LsnMechError` and a ``ValueError``)."""
+
+
 class InvalidSettingError(LsnMechError, ValueError):
     """A setting (argument or CLI flag) is out of range or does not fit the model or corpus;
     the message names the argument and, for jobs, the flag to change."""
@@ -105,3 +106,8 @@ class OutputFolderError(LsnMechError, OSError):
 
 class NothingToSelectError(LsnMechError, ValueError):
     """A detector's input cannot select any neuron (all-zero or constant scores)."""
+
+
+class MissingFileError(CorruptFileError, FileNotFoundError):
+    """A file lsn_mech wrote and needs now (a neuron file, a result, an adapter, a job's
+    marker) does not exist; also a ``FileNotFoundError``, as before."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from lsn_mech.errors import CorruptFileError
+from lsn_mech.errors import CorruptFileError, MissingFileError
 
 TEMPORARY_SUFFIX = ".partial"
 """Suffix of files being written; a killed process may leave one, and nothing reads them."""
@@ -201,3 +201,13 @@ def require_fields(
                 else "/".join(t.__name__ for t in expected)
             )
             raise _refuse(Path(path), f"has {name!r} = {value!r}, which is not a {wanted}", fix)
+
+
+def require_file(path: str | os.PathLike[str], *, fix: str) -> Path:
+    """``path`` if it is a file; otherwise a `MissingFileError` (a `CorruptFileError` and
+    a ``FileNotFoundError``) naming it and ``fix``, raised before any reader can fail
+    with a raw ``FileNotFoundError``."""
+    source = Path(path)
+    if not source.is_file():
+        raise MissingFileError(f"{source} does not exist or is not a file. {fix}")
+    return source

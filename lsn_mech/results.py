@@ -36,7 +36,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
-from lsn_mech.errors import LsnMechError
+from lsn_mech.errors import CorruptFileError, LsnMechError
+from lsn_mech.files import atomic_write, atomic_write_text, read_json, require_file
 from lsn_mech.provenance import Provenance
 
 T = TypeVar("T")
@@ -46,8 +47,9 @@ R = TypeVar("R", bound="Result")
 _RESULT_CLASSES: dict[str, type[Result]] = {}
 
 
-class ResultFormatError(LsnMechError, ValueError):
-    """A result file is not of the expected kind, or not a lsn_mech result at all."""
+class ResultFormatError(CorruptFileError):
+    """A result file is not of the expected kind, or not a lsn_mech result at all (a
+    `CorruptFileError`, so also a `LsnMechError` and a ``ValueError``)."""
 
 
 class ResultOperationError(LsnMechError, NotImplementedError):
@@ -100,11 +102,10 @@ def result_fields(result: Any) -> dict[str, Any]:
 def write_result_json(data: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``data`` as indented UTF-8 JSON to ``path`` (``.json`` appended when it has
     another suffix or none, parent folders created); the path written. Floats round-trip
-    exactly (``repr``)."""
+    exactly (``repr``). The write is atomic: a killed process leaves the old file or the
+    new one, never a truncated one."""
     target = json_path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    return target
+    return atomic_write_text(target, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 def _reader_of(tag: object) -> str:
@@ -124,9 +125,11 @@ def read_result_json(path: str | Path, expected: str | type | None = None) -> di
     source = Path(path)
     if not source.exists() and json_path(source).exists():
         source = json_path(source)
+    fix = "Pass a file a result's save() wrote, or run the step that writes it again."
+    require_file(source, fix=fix)
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = read_json(source, fix=fix, kind=object)
+    except CorruptFileError as exc:
         raise ResultFormatError(f"{source} is not a JSON result file: {exc}") from None
     if not isinstance(data, dict):
         raise ResultFormatError(f"{source} holds a JSON {type(data).__name__}, not a result.")
@@ -148,21 +151,40 @@ def read_result_json(path: str | Path, expected: str | type | None = None) -> di
     return data
 
 
+def build_from_file(path: str | Path, cls: type, build: Callable[[], T]) -> T:
+    """``build()`` (a result made from the fields of ``path``), with every failure of the
+    fields (a missing or renamed field, a value of the wrong type after a hand edit)
+    turned into a `ResultFormatError` naming the file, instead of a ``TypeError`` or
+    ``KeyError`` from the constructor."""
+    try:
+        return build()
+    except (LsnMechError, TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+        if isinstance(exc, ResultFormatError) and str(path) in str(exc):
+            raise
+        detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ResultFormatError(
+            f"{path} does not hold the fields of {_article(cls.__name__)} {cls.__name__} "
+            f"({type(exc).__name__}: {detail}); it was damaged or edited by hand. Save the "
+            f"result again, or run the step that writes it again."
+        ) from None
+
+
 def _article(word: str) -> str:
     """ "an" before a vowel, else "a" (error messages name result classes)."""
     return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def write_csv(path: str | Path, header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> Path:
-    """A CSV file; floats are written with ``repr`` (exact)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(list(header))
-        for row in rows:
-            writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
-    return target
+    """A CSV file, written atomically; floats are written with ``repr`` (exact)."""
+
+    def write(temporary: Path) -> None:
+        with temporary.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(list(header))
+            for row in rows:
+                writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
+
+    return atomic_write(path, write)
 
 
 class PlainRecord:
@@ -238,8 +260,10 @@ class Result:
     @classmethod
     def load(cls: type[R], path: str | Path) -> R:
         """Read a result written by `save`; a file of another kind raises
-        `ResultFormatError` naming the class that reads it."""
-        return cls.from_dict(read_result_json(path, cls.format_tag))
+        `ResultFormatError` naming the class that reads it, and so does one whose fields
+        were damaged or edited by hand."""
+        data = read_result_json(path, cls.format_tag)
+        return build_from_file(path, cls, lambda: cls.from_dict(data))
 
     # ----- table ----------------------------------------------------------------------
     def tabulate(self, *args: Any, **options: Any) -> ResultTable:
@@ -309,10 +333,14 @@ def load_json(
     ``prepare`` may rebuild nested objects in the field dict before ``cls(**fields)``.
     """
     data = read_result_json(path, format_tag_of(cls))
-    data["provenance"] = Provenance.from_dict(data.get("provenance"))
-    if prepare is not None:
-        prepare(data)
-    return cls(**data)
+
+    def build() -> T:
+        data["provenance"] = Provenance.from_dict(data.get("provenance"))
+        if prepare is not None:
+            prepare(data)
+        return cls(**data)
+
+    return build_from_file(path, cls, build)
 
 
 def scored_result_fields(result: Any) -> dict[str, Any]:
@@ -329,9 +357,13 @@ def read_scored_result_fields(
     file's fields without ``format`` (checked when ``expected`` is given), ``scores``
     rebuilt by ``scores_type.from_dict`` and ``provenance`` by `Provenance.from_dict`."""
     data = read_result_json(path, expected)
-    data["scores"] = scores_type.from_dict(data["scores"])
-    data["provenance"] = Provenance.from_dict(data.get("provenance"))
-    return data
+
+    def build() -> dict[str, Any]:
+        data["scores"] = scores_type.from_dict(data["scores"])
+        data["provenance"] = Provenance.from_dict(data.get("provenance"))
+        return data
+
+    return build_from_file(path, scores_type, build)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, digits: int = 3) -> str:

@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from lsn_mech._version import __version__
 from lsn_mech.detect._common import DetectorInputError
-from lsn_mech.errors import MissingLanguageError
+from lsn_mech.errors import CorruptFileError, MissingLanguageError
+from lsn_mech.files import atomic_save_safetensors, read_safetensors, require_fields, require_file
 from lsn_mech.models import runtime
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
 from lsn_mech.models.sites import hook_sites
@@ -206,15 +207,12 @@ class Awareness:
         return figure
 
     def save(self, path: str | Path) -> Path:
-        """``path`` as safetensors (scores) with the rest as JSON metadata."""
-        from safetensors.torch import save_file
-
+        """``path`` as safetensors (scores) with the rest as JSON metadata (atomic)."""
         target = Path(path)
         if target.suffix != ".safetensors":
             target = target.with_name(target.name + ".safetensors")
-        target.parent.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format": "lsn_mech.Awareness",
+            "format": AWARENESS_FORMAT,
             "languages": self.languages,
             "layers": self.layers,
             "passes": self.passes,
@@ -224,27 +222,52 @@ class Awareness:
             "site": self.site,
             "provenance": self.provenance.to_dict(),
         }
-        save_file(
-            {"scores": self.scores.detach().cpu().contiguous()},
-            str(target),
-            metadata={"lsn_mech": json.dumps(meta)},
+        return atomic_save_safetensors(
+            target, {"scores": self.scores}, metadata={"lsn_mech": json.dumps(meta)}
         )
-        return target
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Awareness:
-        from safetensors import safe_open
-
+        """Read an `Awareness` written by `save`; a missing, broken, hand-edited file or one
+        of another kind raises `CorruptFileError` naming it."""
         source = Path(path)
         if not source.exists():
             source = source.with_name(source.name + ".safetensors")
-        with safe_open(str(source), framework="pt", device=str(device)) as handle:
-            meta = json.loads((handle.metadata() or {}).get("lsn_mech", "{}"))
-            if meta.pop("format", None) != "lsn_mech.Awareness":
-                raise DetectorInputError(f"{source} is not an lsn_mech Awareness file.")
-            scores = handle.get_tensor("scores")
+        fix = "Compute it again with taylor_awareness and save() it."
+        require_file(source, fix=fix)
+        meta, tensors = read_safetensors(source, fix=fix, metadata_key="lsn_mech", device=device)
+        if meta.pop("format", None) != AWARENESS_FORMAT:
+            raise CorruptFileError(
+                f"{source} is not an lsn_mech Awareness file; load it with the class that "
+                f"wrote it. {fix}"
+            )
+        require_fields(source, meta, _AWARENESS_FIELDS, fix=fix)
+        scores = tensors.get("scores")
+        shape = tuple(scores.shape) if scores is not None else None
+        expected = (len(meta["layers"]), len(meta["languages"]))
+        if scores is None or scores.ndim != 3 or (shape[0], shape[2]) != expected:  # type: ignore[index]
+            raise CorruptFileError(
+                f"{source} has scores of shape {shape}, which do not fit its "
+                f"{expected[0]} layers and {expected[1]} languages; it was damaged or edited "
+                f"by hand. {fix}"
+            )
+        unknown = sorted(set(meta) - set(_AWARENESS_FIELDS) - {"provenance"})
+        if unknown:
+            raise CorruptFileError(f"{source} has unknown fields {unknown}. {fix}")
         meta["provenance"] = Provenance.from_dict(meta.get("provenance"))
         return cls(scores=scores, **meta)
+
+
+AWARENESS_FORMAT = "lsn_mech.Awareness"
+_AWARENESS_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "languages": list,
+    "layers": list,
+    "passes": list,
+    "losses": list,
+    "n_layers": int,
+    "reduce": str,
+    "site": str,
+}
 
 
 def taylor_awareness(

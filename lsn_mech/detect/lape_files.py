@@ -18,7 +18,7 @@ from jaxtyping import Float, Int64
 from torch import Tensor
 
 from lsn_mech.detect._common import DetectorInputError, check_languages
-from lsn_mech.errors import StatisticsMismatchError
+from lsn_mech.errors import MissingFileError, StatisticsMismatchError
 from lsn_mech.provenance import Provenance, stable_hash
 from lsn_mech.stats.container import ActivationStats
 from lsn_mech.stats.positive_counts import PositiveCountAccumulator
@@ -63,7 +63,7 @@ def _resolve(
 
 def _read_one(language: str, path: Path) -> tuple[int, Tensor]:
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"No LAPE activation file for {language!r} at {path}; the reference code writes "
             f"one per language (e.g. data/activation.{language}.train.<model>)."
         )

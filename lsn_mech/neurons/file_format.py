@@ -16,21 +16,30 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jaxtyping import Int64
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
-from lsn_mech.errors import NeuronFormatError
+from lsn_mech.errors import CorruptFileError, LsnMechError, MissingFileError, NeuronFormatError
+from lsn_mech.files import (
+    atomic_save_safetensors,
+    parse_metadata,
+    read_safetensors,
+    require_fields,
+)
 
 FORMAT_NAME = "lsn_mech.neurons"
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
 META_KEY = "lsn_mech"
+
+T = TypeVar("T")
+
+REWRITE = "Save the neurons again with `lsn_mech.neurons.save`."
+"""The fix named when a neuron file is broken: only a new save repairs it."""
 
 _LOADERS = {"NeuronSet": "NeuronSet.load", "LanguageNeurons": "LanguageNeurons.load"}
 
@@ -49,7 +58,7 @@ def load_path(path: str | os.PathLike[str]) -> Path:
     with_suffix = save_path(path)
     if with_suffix.is_file():
         return with_suffix
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"No neuron file at {str(path)!r} (nor {str(with_suffix)!r}); save one with "
         f"`lsn_mech.neurons.save(neurons, path)` first, or check the path."
     )
@@ -67,7 +76,9 @@ def read_layers(tensors: dict[str, Tensor], prefix: str, n_layers: int) -> list[
     for layer in range(n_layers):
         key = f"{prefix}{layer}"
         if key not in tensors:
-            raise NeuronFormatError(f"Neuron file is missing tensor {key!r}; it is truncated.")
+            raise NeuronFormatError(
+                f"Neuron file is missing tensor {key!r}; it is truncated or edited. {REWRITE}"
+            )
         layers.append(tensors[key])
     return layers
 
@@ -80,42 +91,50 @@ def write(tensors: dict[str, Tensor], meta: dict[str, Any], path: str | os.PathL
     """
     target = save_path(path)
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(header, ensure_ascii=False)})
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    metadata = {META_KEY: json.dumps(header, ensure_ascii=False)}
+    return atomic_save_safetensors(target, tensors, metadata)
 
 
 def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """The header and tensors of a neuron file, after checking its format tag and version."""
     resolved = load_path(path)
+    fix = f"For a LAPE `.pt` list use `lsn_mech.neurons.from_lape_file`; otherwise {REWRITE}"
     try:
-        with safe_open(str(resolved), framework="pt") as handle:
-            header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as exc:
-        raise NeuronFormatError(
-            f"{str(resolved)!r} is not a readable safetensors file ({exc}). For a LAPE `.pt` "
-            f"list use `lsn_mech.neurons.from_lape_file`."
-        ) from exc
-    if META_KEY not in header:
-        raise NeuronFormatError(
-            f"{str(resolved)!r} has no {META_KEY!r} metadata: it was not written by "
-            f"lsn_mech.neurons.save. Re-save the neurons with `lsn_mech.neurons.save`."
-        )
-    meta = json.loads(header[META_KEY])
+        header, tensors = read_safetensors(resolved, fix=fix)
+        if META_KEY not in header:
+            raise NeuronFormatError(
+                f"{str(resolved)!r} has no {META_KEY!r} metadata: it was not written by "
+                f"lsn_mech.neurons.save. Re-save the neurons with `lsn_mech.neurons.save`."
+            )
+        meta = parse_metadata(resolved, header, META_KEY, fix=REWRITE)
+    except NeuronFormatError:
+        raise
+    except CorruptFileError as exc:
+        raise NeuronFormatError(str(exc)) from None
     if meta.get("format") != FORMAT_NAME:
-        raise NeuronFormatError(f"{str(resolved)!r} holds {meta.get('format')!r}, not neurons.")
+        raise NeuronFormatError(
+            f"{str(resolved)!r} holds {meta.get('format')!r}, not neurons; load it with the "
+            f"class that wrote it, or pass a file written by `lsn_mech.neurons.save`."
+        )
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise NeuronFormatError(
             f"{str(resolved)!r} uses neuron format version {version!r}; this lsn_mech reads "
             f"up to version {FORMAT_VERSION}. Upgrade lsn_mech to read it."
         )
+    fields: dict[str, type | tuple[type, ...]] = {
+        "kind": str,
+        "n_layers": int,
+        "d_mlp": int,
+        "site": str,
+        "model_id": (str, type(None)),
+    }
+    if meta.get("kind") == "LanguageNeurons":
+        fields["languages"] = list
+    try:
+        require_fields(resolved, meta, fields, fix=REWRITE)
+    except CorruptFileError as exc:
+        raise NeuronFormatError(str(exc)) from None
     return meta, tensors
 
 
@@ -138,3 +157,18 @@ def check_kind(meta: dict[str, Any], path: str | os.PathLike[str], expected: str
         f"{str(path)!r} holds an unknown kind of neurons: {kind!r}; this lsn_mech reads "
         f"{' and '.join(_LOADERS)} files ({', '.join(_LOADERS.values())})."
     )
+
+
+def build(path: str | os.PathLike[str], make: Callable[[], T], fix: str = REWRITE) -> T:
+    """``make()`` (the neurons built from a file just read), with any refusal of their
+    contents (indices out of range, a header that disagrees with the tensors after a hand
+    edit) turned into a `NeuronFormatError` that names the file and ``fix``."""
+    try:
+        return make()
+    except (LsnMechError, ValueError, TypeError, KeyError, IndexError) as exc:
+        if isinstance(exc, NeuronFormatError) and str(path) in str(exc):
+            raise
+        raise NeuronFormatError(
+            f"{str(path)!r} does not hold usable neurons ({exc}); was it damaged or edited "
+            f"by hand? {fix}"
+        ) from None

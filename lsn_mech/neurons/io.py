@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from lsn_mech.errors import NeuronFormatError, NeuronIndexError
+from lsn_mech.files import atomic_write, require_file
 from lsn_mech.neurons import file_format
 from lsn_mech.neurons.language_neurons import LanguageNeurons
 from lsn_mech.neurons.neuron_set import DEFAULT_SITE, NeuronSet
@@ -53,9 +54,9 @@ def load(path: str | os.PathLike[str]) -> NeuronSet | LanguageNeurons:
     """
     meta, tensors = file_format.read(path)
     if meta.get("kind") == "LanguageNeurons":
-        return LanguageNeurons._from_file(meta, tensors)
+        return file_format.build(path, lambda: LanguageNeurons._from_file(meta, tensors))
     file_format.check_kind(meta, path, "NeuronSet")
-    return NeuronSet._from_file(meta, tensors)
+    return file_format.build(path, lambda: NeuronSet._from_file(meta, tensors))
 
 
 def load_neuron_set(path: str | os.PathLike[str]) -> NeuronSet:
@@ -155,10 +156,9 @@ def from_lape_file(
     See `from_lape_object` for the arguments; ``languages`` must list the
     languages in the order the file was written.
     """
+    source = require_file(path, fix="Pass the path of a LAPE `activation_mask` file.")
     try:
-        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
+        obj = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors have many types
         raise NeuronFormatError(
             f"Could not read {str(path)!r} as a LAPE file (a torch.save-d list of lists of "
@@ -170,8 +170,13 @@ def from_lape_file(
             method="imported",
             parameters={"format": "lape", "source": str(path)},
         )
-    return from_lape_object(
-        obj, languages, d_mlp=d_mlp, site=site, model_id=model_id, provenance=provenance
+    fix = "Check the languages (in file order) and d_mlp passed to from_lape_file."
+    return file_format.build(
+        source,
+        lambda: from_lape_object(
+            obj, languages, d_mlp=d_mlp, site=site, model_id=model_id, provenance=provenance
+        ),
+        fix,
     )
 
 
@@ -186,6 +191,5 @@ def to_lape_file(language_neurons: LanguageNeurons, path: str | os.PathLike[str]
     The file records neither the language order (``language_neurons.languages``) nor
     ``d_mlp``, site, model id or provenance: keep them alongside it. Returns the path.
     """
-    path = Path(path)
-    torch.save(to_lape_object(language_neurons), path)
-    return path
+    lape_object = to_lape_object(language_neurons)
+    return atomic_write(path, lambda temporary: torch.save(lape_object, temporary))

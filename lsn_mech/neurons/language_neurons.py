@@ -354,7 +354,7 @@ class LanguageNeurons(Mapping[str, NeuronSet]):
         """Read neurons written by `save`; see `lsn_mech.neurons.load`."""
         meta, tensors = file_format.read(path)
         file_format.check_kind(meta, path, "LanguageNeurons")
-        return cls._from_file(meta, tensors)
+        return file_format.build(path, lambda: cls._from_file(meta, tensors))
 
     @classmethod
     def _from_file(cls, meta: dict[str, Any], tensors: dict[str, Tensor]) -> LanguageNeurons:

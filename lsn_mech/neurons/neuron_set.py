@@ -499,7 +499,7 @@ class NeuronSet:
         """Read a set written by `save`; see `lsn_mech.neurons.load`."""
         meta, tensors = file_format.read(path)
         file_format.check_kind(meta, path, "NeuronSet")
-        return cls._from_file(meta, tensors)
+        return file_format.build(path, lambda: cls._from_file(meta, tensors))
 
     def _file_meta(self) -> dict[str, Any]:
         """The header fields that describe this set in a neuron file."""

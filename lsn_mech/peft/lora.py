@@ -31,8 +31,9 @@ Attention projections get ordinary, unmasked LoRA, as in the paper.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,18 +42,26 @@ import torch
 from jaxtyping import Float
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
 from lsn_mech.errors import LsnMechError, UnsupportedArchitectureError
+from lsn_mech.files import (
+    atomic_save_safetensors,
+    atomic_write,
+    atomic_write_json,
+    read_json,
+    read_safetensors,
+    require_fields,
+    require_file,
+)
 from lsn_mech.models.hf import plain_hf_model
 from lsn_mech.models.modules import mlp_module_names
 from lsn_mech.models.runtime.hf_bridge import BRIDGE_INFIX, is_bridged, strip_bridge_name
 from lsn_mech.neurons import NeuronSet
 from lsn_mech.neurons.io import load_neuron_set
 from lsn_mech.neurons.io import save as save_neurons
-from lsn_mech.peft.masks import ModuleMask, model_type, neuron_module_masks
+from lsn_mech.peft.masks import ModuleMask, mlp_shape, model_type, neuron_module_masks
 
 __all__ = [
     "ADAPTER_FILE",
@@ -73,6 +82,7 @@ __all__ = [
 ]
 
 ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
 CONFIG_FILE = "adapter_config.json"
 MASKS_FILE = "lsn_masks.safetensors"
 MASKS_META = "lsn_masks.json"
@@ -454,6 +464,14 @@ def adapter_tensors(peft_model: nn.Module) -> dict[str, Tensor]:
     return tensors
 
 
+def _save_config(config: Any, destination: Path) -> None:
+    """PEFT's own ``adapter_config.json`` (``save_pretrained`` writes it into a folder), put
+    at ``destination`` so that `save_masked_lora` can commit it atomically."""
+    with tempfile.TemporaryDirectory(dir=destination.parent) as folder:
+        config.save_pretrained(folder)
+        shutil.copyfile(Path(folder) / ADAPTER_CONFIG, destination)
+
+
 def save_masked_lora(peft_model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """Write a standard PEFT adapter directory plus the neuron masks; returns the directory.
 
@@ -466,9 +484,10 @@ def save_masked_lora(peft_model: nn.Module, path: str | os.PathLike[str]) -> Pat
     spec = masked_lora_spec(peft_model)
     target = Path(path)
     target.mkdir(parents=True, exist_ok=True)
+    (target / MASKS_META).unlink(missing_ok=True)  # written last: a killed save has none
     config = peft_model.peft_config[spec.adapter_name]  # type: ignore[index]
-    config.save_pretrained(str(target))
-    save_file(adapter_tensors(peft_model), str(target / ADAPTER_FILE), metadata={"format": "pt"})
+    atomic_write(target / ADAPTER_CONFIG, lambda temporary: _save_config(config, temporary))
+    atomic_save_safetensors(target / ADAPTER_FILE, adapter_tensors(peft_model), {"format": "pt"})
     save_neurons(spec.neurons, target / MASKS_FILE)
     meta = {
         "format": FORMAT_NAME,
@@ -487,7 +506,7 @@ def save_masked_lora(peft_model: nn.Module, path: str | os.PathLike[str]) -> Pat
         },
         "attention_modules": list(spec.attention_modules),
     }
-    (target / MASKS_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    atomic_write_json(target / MASKS_META, meta, indent=1)
     return target
 
 
@@ -499,13 +518,31 @@ def _read_meta(directory: Path) -> dict[str, Any]:
             f"lsn_mech.peft.save_masked_lora. Load a plain adapter with "
             f"peft.PeftModel.from_pretrained and check it with check_adapter_loaded."
         )
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT_NAME or meta.get("format_version", 0) > FORMAT_VERSION:
+    meta = read_json(meta_path, fix=RESAVE)
+    version = meta.get("format_version", 0)
+    if (
+        meta.get("format") != FORMAT_NAME
+        or not isinstance(version, int)
+        or version > FORMAT_VERSION
+    ):
         raise MaskedLoraError(
             f"{meta_path} is not a {FORMAT_NAME} file of version <= {FORMAT_VERSION}; "
             f"upgrade lsn_mech."
         )
+    require_fields(meta_path, meta, _META_FIELDS, fix=RESAVE)
     return meta
+
+
+RESAVE = "Save the adapter again with lsn_mech.peft.save_masked_lora."
+"""The fix named when a file of a masked-LoRA directory is broken."""
+
+_META_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "targets": list,
+    "attention": list,
+    "mlp_modules": dict,
+    "attention_modules": list,
+}
+"""Fields of ``lsn_masks.json`` checked on load (a hand edit that breaks one is refused)."""
 
 
 def check_adapter_loaded(
@@ -525,7 +562,8 @@ def check_adapter_loaded(
     """
     if not isinstance(expected, Mapping):
         source = Path(expected)
-        expected = load_file(str(source / ADAPTER_FILE if source.is_dir() else source))
+        adapter_file = source / ADAPTER_FILE if source.is_dir() else source
+        _, expected = read_safetensors(require_file(adapter_file, fix=RESAVE), fix=RESAVE)
     actual = get_peft_model_state_dict(peft_model, adapter_name=adapter_name)
     not_landed = sorted(set(expected) - set(actual))
     not_loaded = sorted(set(actual) - set(expected))
@@ -547,6 +585,25 @@ def check_adapter_loaded(
             f"module (e.g. {not_landed[:2]}), {len(not_loaded)} adapter tensors of the model "
             f"were not in the file (e.g. {not_loaded[:2]}), {len(differ)} differ in value "
             f"(e.g. {differ[:2]}).{hint}"
+        )
+
+
+def _fits_mask(weight: Tensor, mask: Tensor) -> bool:
+    """Whether a LoRA factor has the model's size along every axis its mask covers."""
+    return weight.ndim == mask.ndim and all(
+        m in (1, w) for w, m in zip(weight.shape, mask.shape, strict=True)
+    )
+
+
+def _check_fits(hf: nn.Module, neurons: NeuronSet, directory: Path) -> None:
+    """Refuse an adapter whose stored neurons come from a model of another shape (layers,
+    MLP width), before PEFT fails on it with a raw size-mismatch ``RuntimeError``."""
+    n_layers, d_mlp = mlp_shape(hf)
+    if (neurons.n_layers, neurons.d_mlp) != (n_layers, d_mlp):
+        raise AdapterLoadError(
+            f"The adapter in {directory} was trained on a model with {neurons.n_layers} layers "
+            f"of {neurons.d_mlp} MLP neurons, but this {type(hf).__name__} has "
+            f"{n_layers} of {d_mlp}; load it onto the model it was trained on."
         )
 
 
@@ -572,6 +629,7 @@ def load_masked_lora(
     meta = _read_meta(directory)
     neurons = load_neuron_set(directory / MASKS_FILE)
     hf = _plain(base_model)
+    _check_fits(hf, neurons, directory)
     spec = MaskedLoraSpec(
         neurons=neurons,
         targets=tuple(meta["targets"]),
@@ -587,15 +645,34 @@ def load_masked_lora(
             f"neurons and targets give on this {type(hf).__name__}; load it onto the model "
             f"architecture it was trained on."
         )
-    tensors = load_file(str(directory / ADAPTER_FILE))
+    adapter_file = require_file(directory / ADAPTER_FILE, fix=RESAVE)
+    _, tensors = read_safetensors(adapter_file, fix=RESAVE)
     for name, (factor, mask) in spec.factor_masks().items():
         key = f"{_PEFT_PREFIX}{name}.{factor}.weight"
+        if key in tensors and not _fits_mask(tensors[key], mask):
+            raise AdapterLoadError(
+                f"{key} in {adapter_file} has shape {tuple(tensors[key].shape)}, but this "
+                f"{type(hf).__name__} needs {tuple(mask.shape)} (1: any): it was trained on a "
+                f"model of another size. Load it onto the model it was trained on."
+            )
         if key in tensors and bool((tensors[key].float() * (1 - mask)).ne(0).any()):
             raise AdapterLoadError(
                 f"{key} in {directory} is non-zero outside the stored neurons: the file "
                 f"would change weights of other neurons. Re-save it with save_masked_lora."
             )
-    peft_model = PeftModel.from_pretrained(hf, str(directory), is_trainable=is_trainable)
+    require_file(directory / ADAPTER_CONFIG, fix=RESAVE)
+    read_json(directory / ADAPTER_CONFIG, fix=RESAVE)
+    try:
+        peft_model = PeftModel.from_pretrained(hf, str(directory), is_trainable=is_trainable)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in lines if "mismatch" in line), lines[0] if lines else "")
+        raise AdapterLoadError(
+            f"PEFT could not load the adapter in {directory} onto this {type(hf).__name__} "
+            f"({type(exc).__name__}: {detail}); it was trained on another architecture or "
+            f"size, or its files were edited. Load it onto the model it was trained on, or "
+            f"save it again."
+        ) from None
     check_adapter_loaded(peft_model, tensors, adapter_name=spec.adapter_name)
     _install_masks(peft_model, spec)
     return peft_model

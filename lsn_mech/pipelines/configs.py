@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
-from lsn_mech.errors import LsnMechError
+from lsn_mech.errors import CorruptFileError, LsnMechError
+from lsn_mech.files import atomic_write_json, read_json
 
 __all__ = [
     "JobConfigError",
@@ -126,16 +126,14 @@ def read_config(config_type: type[Config], path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
+    if not path.is_file():
         raise JobConfigError(
             f"No config file at {path}; pass the config.json a job wrote into its output folder."
-        ) from error
-    except json.JSONDecodeError as error:
-        raise JobConfigError(f"{path} is not JSON ({error}); pass a job's config.json.") from error
-    if not isinstance(values, dict):
-        raise JobConfigError(f"{path} holds no JSON object; pass a job's config.json.")
+        )
+    try:
+        values = read_json(path, fix="Pass the config.json a job wrote into its output folder.")
+    except CorruptFileError as error:
+        raise JobConfigError(str(error)) from None
     config_from_dict(config_type, values)  # refuse unknown fields and bad values now
     return values
 
@@ -144,5 +142,4 @@ def write_config(config: Any, output: str | Path) -> Path:
     """Write ``output/config.json`` (the config's ``to_dict()`` where it has one)."""
     path = Path(output) / "config.json"
     data = config.to_dict() if hasattr(config, "to_dict") else config_to_dict(config)
-    path.write_text(json.dumps(data, indent=2))
-    return path
+    return atomic_write_json(path, data)

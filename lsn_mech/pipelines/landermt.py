@@ -588,7 +588,7 @@ def run_landermt(
         seconds=seconds,
     )
     write_landermt_report(report, config=config, projections=projections)
-    timer.save(output)
+    timer.finish(output)
     log(f"[landermt] report: {output / 'report.md'}")
     return report
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from lsn_mech.files import atomic_write_json, atomic_write_text
 from lsn_mech.pipelines.landermt_methods import METHOD_LABELS
 from lsn_mech.pipelines.report import markdown_table, save_figure
 
@@ -88,7 +88,7 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         figures += save_figure(_bleu_figure(report.results, directions), output / "bleu")
     if report.transfer:
         figures += save_figure(_transfer_figure(report.transfer), output / "transfer")
-        (output / "transfer.json").write_text(json.dumps(report.transfer, indent=2))
+        atomic_write_json(output / "transfer.json", report.transfer)
 
     header = ["method", "trainable params", *directions, "mean BLEU", "mean chrF", "train s"]
     header.append("frozen entries unchanged")
@@ -97,10 +97,10 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-    (output / "results.json").write_text(
-        json.dumps({m: dataclasses.asdict(r) for m, r in report.results.items()}, indent=2)
+    atomic_write_json(
+        output / "results.json", {m: dataclasses.asdict(r) for m, r in report.results.items()}
     )
-    (output / "samples.json").write_text(json.dumps(report.samples, indent=2, ensure_ascii=False))
+    atomic_write_json(output / "samples.json", report.samples)
 
     split = report.split
     lines = [
@@ -187,4 +187,4 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in report.seconds.items()]),
         "",
     ]
-    (output / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(output / "report.md", "\n".join(lines))

@@ -8,12 +8,12 @@ checkpoint, so an interrupted run resumes.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lsn_mech.errors import LsnMechError
+from lsn_mech.files import atomic_write_json
 from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, collect_job_stats, load_job_inputs
 from lsn_mech.pipelines.report import write_lape_report
 from lsn_mech.pipelines.stages import start_job
@@ -117,7 +117,8 @@ def run_lape(
         neurons.save(output / "neurons.safetensors")
         random_neurons.save(output / "random_neurons.safetensors")
         to_lape_file(neurons, output / "lape_neurons.pt")
-        (output / "lape_neurons.languages.json").write_text(json.dumps(list(neurons.languages)))
+        languages = list(neurons.languages)
+        atomic_write_json(output / "lape_neurons.languages.json", languages, indent=None)
     with timer("PPL-change matrix (LAPE + random rows)"):
         rows = {**dict(neurons.items()), **{f"random:{k}": v for k, v in random_neurons.items()}}
         both = ppl_change_matrix(
@@ -143,6 +144,6 @@ def run_lape(
             random_matrix=random_matrix,
             seconds=seconds,
         )
-    timer.save(output)
+    timer.finish(output)
     log(f"[lape] report: {output / 'report.md'}")
     return LapeReport(output, stats, neurons, random_neurons, matrix, random_matrix, seconds)

@@ -5,11 +5,11 @@ evaluated), written into one folder."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lsn_mech.files import atomic_write, atomic_write_json
 from lsn_mech.pipelines.inputs import CorpusJobConfig, load_job_inputs
 from lsn_mech.pipelines.stages import start_job
 
@@ -77,8 +77,8 @@ def run_ppl(
                 )
                 log(f"[ppl] {language}: {results[language]}")
         table = {k: {"ppl": v.value, "nll": v.nll, "tokens": v.tokens} for k, v in results.items()}
-        (output / "perplexity.json").write_text(json.dumps(table, indent=2))
-        timer.save(output)
+        atomic_write_json(output / "perplexity.json", table)
+        timer.finish(output)
         return PplReport(output, results, None, timer.seconds)
     with timer("PPL-change matrix"):
         matrix = ppl_change_matrix(
@@ -94,6 +94,7 @@ def run_ppl(
         )
         matrix.save(output / "ppl_matrix.json")
         matrix.to_csv(output / "ppl_matrix.csv")
-        matrix.plot().write_html(str(output / "ppl_matrix.html"))
-    timer.save(output)
+        figure = matrix.plot()
+        atomic_write(output / "ppl_matrix.html", lambda tmp: figure.write_html(str(tmp)))
+    timer.finish(output)
     return PplReport(output, None, matrix, timer.seconds)

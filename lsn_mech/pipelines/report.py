@@ -5,13 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lsn_mech.files import atomic_write, atomic_write_text
+
 
 def save_figure(figure: Any, stem: Path) -> list[str]:
     """Write ``stem.html`` always and ``stem.png`` when a static exporter works offline."""
     written = [stem.with_suffix(".html").name]
-    figure.write_html(str(stem.with_suffix(".html")), include_plotlyjs="cdn")
+    atomic_write(
+        stem.with_suffix(".html"),
+        lambda temporary: figure.write_html(str(temporary), include_plotlyjs="cdn"),
+    )
     try:
-        figure.write_image(str(stem.with_suffix(".png")))
+        atomic_write(
+            stem.with_suffix(".png"),
+            lambda temporary: figure.write_image(str(temporary), format="png"),
+        )
         written.append(stem.with_suffix(".png").name)
     except Exception:  # kaleido missing, or it needs a browser that is not installed
         pass
@@ -168,6 +176,4 @@ def write_lape_report(
         markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in seconds.items()]),
         "",
     ]
-    path = output / "report.md"
-    path.write_text("\n".join(lines))
-    return path
+    return atomic_write_text(output / "report.md", "\n".join(lines))

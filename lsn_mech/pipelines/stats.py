@@ -4,11 +4,11 @@ one folder (rerunning the same job resumes), with a JSON summary."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lsn_mech.files import atomic_write_json
 from lsn_mech.pipelines.inputs import CorpusJobConfig, collect_job_stats, load_job_inputs
 from lsn_mech.pipelines.stages import start_job
 
@@ -82,6 +82,6 @@ def run_stats(
         "seconds": round(timer.seconds["collect statistics"], 1),
         "stats_file": str(output / "stats.safetensors"),
     }
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    timer.save(output)
+    atomic_write_json(output / "summary.json", summary)
+    timer.finish(output)
     return StatsReport(output, stats, summary, timer.seconds)

@@ -277,5 +277,5 @@ def run_transfer(
     )
     with stage("write report"):
         write_transfer_report(report, config.to_dict())
-    stage.save(output)
+    stage.finish(output)
     return report

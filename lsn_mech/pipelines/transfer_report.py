@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lsn_mech.files import atomic_write, atomic_write_text
 from lsn_mech.results import table
 
 __all__ = ["write_transfer_report"]
 
 
 def _figure(figure: Any, path: Any) -> str:
-    figure.write_html(str(path), include_plotlyjs="cdn")
+    atomic_write(path, lambda temporary: figure.write_html(str(temporary), include_plotlyjs="cdn"))
     return path.name
 
 
@@ -90,4 +91,4 @@ def write_transfer_report(report: Any, config: dict[str, Any]) -> None:
         lines.append(f"Figure: {fig}\n")
     lines.append("## Seconds per stage\n")
     lines.append(_block(table(["stage", "seconds"], list(report.seconds.items()), digits=1)))
-    report.report_path.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(report.report_path, "\n".join(lines))

@@ -14,7 +14,6 @@ same hook contexts (`lsn_mech.set_to`, `lsn_mech.deactivate`) apply at test time
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -26,13 +25,20 @@ import torch
 from datasets import Dataset
 from jaxtyping import Float, Int
 from peft import PeftModel
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from lsn_mech.corpora.tasks import ClassificationTask, TaskDataError
-from lsn_mech.errors import LsnMechError
+from lsn_mech.errors import CorruptFileError, LsnMechError
+from lsn_mech.files import (
+    atomic_save_safetensors,
+    atomic_write_json,
+    read_json,
+    read_safetensors,
+    require_fields,
+    require_file,
+)
 from lsn_mech.models.hf import plain_hf_model
 from lsn_mech.models.protocol import HookedModel, model_id
 from lsn_mech.models.unembedding import final_residual
@@ -261,41 +267,73 @@ class TransferClassifier:
         return predictions
 
     def save(self, path: str | Path) -> Path:
-        """Write the adapter (standard PEFT files), the head and the settings."""
+        """Write the adapter (standard PEFT files), the head and the settings.
+
+        Every file is written atomically and ``classifier.json`` last (removed first), so
+        a save killed midway leaves a folder that `load` refuses rather than mixes.
+        """
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
+        (directory / META_FILE).unlink(missing_ok=True)
         save_masked_lora(self.peft_model, directory / ADAPTER_DIR)
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
-            str(directory / HEAD_FILE),
-        )
+        atomic_save_safetensors(directory / HEAD_FILE, self.head.state_dict())
         meta = {
             "labels": list(self.labels),
             "setup": self.setup,
             "config": asdict(self.config),
             "record": asdict(self.record),
         }
-        (directory / META_FILE).write_text(json.dumps(meta, indent=1))
+        atomic_write_json(directory / META_FILE, meta, indent=1)
         return directory
 
     @classmethod
     def load(cls, path: str | Path, model: nn.Module) -> TransferClassifier:
-        """Rebuild a saved classifier on ``model`` (the same base model it was trained on)."""
+        """Rebuild a saved classifier on ``model`` (the same base model it was trained on).
+
+        A missing, truncated or hand-edited file raises `CorruptFileError` naming it; a
+        model of another size raises `ClassifierError`.
+        """
         directory = Path(path)
         if not (directory / META_FILE).exists():
             raise ClassifierError(
                 f"{directory} holds no {META_FILE}; pass a folder written by "
-                "TransferClassifier.save."
+                "TransferClassifier.save (a save that was killed midway leaves none: save "
+                "again)."
             )
-        meta = json.loads((directory / META_FILE).read_text())
+        fix = "Save the classifier again with TransferClassifier.save."
+        meta = read_json(directory / META_FILE, fix=fix)
+        require_fields(directory / META_FILE, meta, _META_FIELDS, fix=fix)
+        head_file = require_file(directory / HEAD_FILE, fix=fix)
+        _, state = read_safetensors(head_file, fix=fix)
+        weight = state.get("weight")
+        if weight is None or weight.ndim != 2 or sorted(state) != ["bias", "weight"]:
+            raise CorruptFileError(f"{head_file} is not a classifier head (weight, bias). {fix}")
+        if weight.shape[0] != len(meta["labels"]):
+            raise CorruptFileError(
+                f"{head_file} scores {weight.shape[0]} labels but {directory / META_FILE} "
+                f"lists {len(meta['labels'])}; one of them was replaced or edited. {fix}"
+            )
         base = plain_hf_model(model, copy=True)
+        width = base.get_input_embeddings().weight.shape[1]
+        if weight.shape[1] != width:
+            raise ClassifierError(
+                f"{directory} holds a classifier for a model of width {weight.shape[1]}, but "
+                f"the model passed has width {width}; load it onto the model it was "
+                f"trained on."
+            )
         peft_model = load_masked_lora(base, directory / ADAPTER_DIR)
-        state = load_file(str(directory / HEAD_FILE))
         first = next(base.parameters())
-        head = nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
+        head = nn.Linear(weight.shape[1], weight.shape[0])
         head.load_state_dict(state)
         head = head.to(device=first.device, dtype=first.dtype)
-        config = ClassifierConfig(**meta["config"])
+        try:
+            config = ClassifierConfig(**meta["config"])
+            record = TrainingRecord(**meta["record"])
+        except (TypeError, ValueError) as exc:
+            raise CorruptFileError(
+                f"{directory / META_FILE} has damaged settings ({exc}); was it edited by "
+                f"hand? {fix}"
+            ) from None
         spec = masked_lora_spec(peft_model)
         return cls(
             peft_model,
@@ -303,11 +341,20 @@ class TransferClassifier:
             meta["labels"],
             model.tokenizer,
             config=config,
-            record=TrainingRecord(**meta["record"]),
+            record=record,
             neurons=spec.neurons if len(spec.neurons) else None,
             setup=meta["setup"],
             base_model_id=model_id(model),
         )
+
+
+_META_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "labels": list,
+    "setup": str,
+    "config": dict,
+    "record": dict,
+}
+"""Fields of ``classifier.json`` checked on load."""
 
 
 def _trainable(peft_model: PeftModel, head: nn.Module) -> list[nn.Parameter]:

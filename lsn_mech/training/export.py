@@ -20,10 +20,11 @@ from jaxtyping import Float, Int64
 from torch import Tensor, nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from lsn_mech.errors import CorruptFileError
 from lsn_mech.models.hf import plain_hf_model
 from lsn_mech.peft.masks import layer_projections, resolve_hf_model
 from lsn_mech.training.car import RoutingError
-from lsn_mech.training.routing import ConditionalAwarenessRouting
+from lsn_mech.training.routing import SPEC_FILE, ConditionalAwarenessRouting
 
 ROUTING_DIR = "lsn_routing"
 PROBE_TOKENS = 16
@@ -186,8 +187,14 @@ def save_routed(
     *,
     tokenizer: Any = None,
 ) -> Path:
-    """Write the HF checkpoint plus the routing spec (all pairs, learned gates included)."""
+    """Write the HF checkpoint plus the routing spec (all pairs, learned gates included).
+
+    The routing spec is removed first and written last, so a save killed midway leaves a
+    folder that `load_routed` refuses instead of a model of one save with the routing of
+    another.
+    """
     directory = Path(path)
+    (directory / ROUTING_DIR / SPEC_FILE).unlink(missing_ok=True)
     plain_hf_model(hf_model).save_pretrained(str(directory))
     if tokenizer is not None:
         tokenizer.save_pretrained(str(directory))
@@ -209,7 +216,14 @@ def load_routed(
             f"load a folded export with transformers.AutoModelForCausalLM.from_pretrained."
         )
     kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
-    model = AutoModelForCausalLM.from_pretrained(str(directory), **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(directory), **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise CorruptFileError(
+            f"{directory} does not hold a loadable model ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); its files are "
+            f"damaged or missing. Write it again with save_routed()."
+        ) from None
     if device is not None:
         model = model.to(device)
     model.eval()

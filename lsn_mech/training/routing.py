@@ -19,7 +19,6 @@ learned per-token gate ``sigmoid(w·x_t + b)`` initialised to the static value.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,20 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from lsn_mech._version import __version__
-from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError
+from lsn_mech.errors import (
+    CorruptFileError,
+    LsnMechError,
+    MissingLanguageError,
+    NeuronShapeMismatchError,
+)
+from lsn_mech.files import (
+    atomic_save_safetensors,
+    atomic_write_json,
+    read_json,
+    read_safetensors,
+    require_fields,
+    require_file,
+)
 from lsn_mech.neurons import LanguageNeurons, NeuronSet
 from lsn_mech.peft.masks import check_neurons, layer_projections, model_type, resolve_hf_model
 from lsn_mech.training.car import (
@@ -48,6 +60,13 @@ from lsn_mech.training.routed_mlp import LayerRoute, RoutedForward, Style
 SPEC_FORMAT = "lsn_mech.routing"
 SPEC_FILE = "routing.json"
 TENSOR_FILE = "routing.safetensors"
+_SPEC_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "layers": list,
+    "specific_languages": list,
+    "has_awareness": bool,
+    "pairs": list,
+}
+"""Fields of ``routing.json`` checked on load (a hand edit that drops one is refused)."""
 _GATE_EPS = 1e-6  # a static CAR of exactly 0 or 1 has no finite logit
 _NON_GATED: dict[str, Style] = {"gpt2": "gpt2", "bloom": "bloom"}
 
@@ -361,9 +380,11 @@ class ConditionalAwarenessRouting(nn.Module):
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``routing.json`` + ``routing.safetensors`` into the directory ``path``."""
-        from safetensors.torch import save_file
+        """Write ``routing.json`` + ``routing.safetensors`` into the directory ``path``.
 
+        Each file is written atomically, the tensors first; the spec records the tensors'
+        shapes, so a save killed between the two files is refused on load, never mixed.
+        """
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {"general": self.general.to_mask()}
@@ -373,23 +394,48 @@ class ConditionalAwarenessRouting(nn.Module):
             tensors["awareness"] = self.awareness.contiguous()
         for key, value in self.state_dict().items():
             tensors[key] = value.detach().to("cpu").contiguous()
-        save_file(tensors, str(directory / TENSOR_FILE))
-        (directory / SPEC_FILE).write_text(json.dumps(self.spec(), indent=2), encoding="utf-8")
+        atomic_save_safetensors(directory / TENSOR_FILE, tensors)
+        shapes = {key: list(value.shape) for key, value in sorted(tensors.items())}
+        atomic_write_json(directory / SPEC_FILE, {**self.spec(), "tensor_shapes": shapes})
         return directory
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ConditionalAwarenessRouting:
-        """Read a routing written by `save` (not installed; the saved pair is set)."""
-        from safetensors.torch import load_file
+        """Read a routing written by `save` (not installed; the saved pair is set).
 
+        A missing, truncated, hand-edited or mismatched pair of files raises
+        `CorruptFileError` naming the file.
+        """
         directory = Path(path)
         spec_file = directory / SPEC_FILE
         if not spec_file.is_file():
             raise RoutingError(f"{directory} holds no {SPEC_FILE}; save it with routing.save().")
-        spec = json.loads(spec_file.read_text(encoding="utf-8"))
+        fix = "Save the routing again with routing.save()."
+        spec = read_json(spec_file, fix=fix)
         if spec.get("format") != SPEC_FORMAT:
-            raise RoutingError(f"{spec_file} is not an lsn_mech routing spec.")
-        tensors = load_file(str(directory / TENSOR_FILE))
+            raise RoutingError(f"{spec_file} is not an lsn_mech routing spec. {fix}")
+        require_fields(spec_file, spec, _SPEC_FIELDS, fix=fix)
+        tensor_file = require_file(directory / TENSOR_FILE, fix=fix)
+        _, tensors = read_safetensors(tensor_file, fix=fix)
+        shapes = {key: list(value.shape) for key, value in sorted(tensors.items())}
+        if "tensor_shapes" in spec and spec["tensor_shapes"] != shapes:
+            raise CorruptFileError(
+                f"{tensor_file} does not hold the tensors {spec_file} records (a save was "
+                f"interrupted between the two files, or one was replaced). {fix}"
+            )
+        try:
+            return cls._from_files(spec, tensors)
+        except (LsnMechError, TypeError, KeyError, ValueError, IndexError, RuntimeError) as exc:
+            raise CorruptFileError(
+                f"{directory} does not hold a usable routing ({type(exc).__name__}: {exc}); "
+                f"it was damaged or edited by hand. {fix}"
+            ) from None
+
+    @classmethod
+    def _from_files(
+        cls, spec: dict[str, Any], tensors: dict[str, Tensor]
+    ) -> ConditionalAwarenessRouting:
+        """The routing described by a spec and its tensors (read by `load`)."""
         labels = {"site": spec["site"], "model_id": spec["model_id"]}
         general = NeuronSet.from_mask(tensors["general"], **labels)
         specific = {
