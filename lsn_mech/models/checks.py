@@ -25,7 +25,7 @@ def expect_hooked_model(model: Any, argument: str = "model", *, caller: str = ""
 
     Objects that do have hook points are checked further by `hook_sites` (MLP sites).
     """
-    if hasattr(model, "hook_dict") and hasattr(model, "hooks"):
+    if hasattr(model, "hook_dict"):
         return model
     where = f"{caller}: " if caller else ""
     swapped = _looks_like_lsn_object(model)
