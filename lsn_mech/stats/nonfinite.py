@@ -1,9 +1,10 @@
 """NaN / inf guard of `collect_stats`: non-finite activations never reach the statistics.
 
 One NaN folded into a sum makes that neuron's mean NaN forever, and a detector then
-ranks it silently. Every hooked activation is checked once (one
-``torch.isfinite(x).all()`` over the counted positions per hook call; padding is not
-checked, some models write NaN there by design). ``"raise"`` (the default) stops at the
+ranks it silently. Every hooked activation is checked once over the counted positions
+(one float32 sum per hook call: NaN and inf survive a sum; the elementwise
+``torch.isfinite`` runs only when the sum is not finite). Padding is not checked: some
+models write NaN there by design. ``"raise"`` (the default) stops at the
 first non-finite value, naming the layer, site and language. ``"count"`` skips every
 batch that holds one (the statistics are restored to their state before the batch, so
 no layer keeps part of it), counts what was skipped in
@@ -48,7 +49,7 @@ class NonFiniteGuard:
 
     def admits(self, site: str, layer: int, language: str, counted: torch.Tensor) -> bool:
         """True if ``counted`` may be folded; raises or marks the batch skipped otherwise."""
-        if self._first is None and bool(torch.isfinite(counted).all()):
+        if self._first is None and _all_finite(counted):
             return True
         bad = int((~torch.isfinite(counted)).sum())
         if bad == 0:  # a later layer of a batch already skipped
@@ -90,3 +91,11 @@ class NonFiniteGuard:
                 stacklevel=2,
             )
         return False
+
+
+def _all_finite(values: torch.Tensor) -> bool:
+    """True if no value is NaN or inf: one float32 sum (NaN and inf survive a sum), and
+    the elementwise check only when that sum is not finite (it may have overflowed)."""
+    if bool(torch.isfinite(values.sum(dtype=torch.float32))):
+        return True
+    return bool(torch.isfinite(values).all())
