@@ -337,3 +337,13 @@ def test_act_prob_and_awareness_refuse_flat_scores() -> None:
     )
     with pytest.raises(NothingToSelectError, match="Zero gradients"):
         detect.split_awareness(awareness)
+
+
+def test_detectors_and_sets_refuse_wrong_objects_by_name(untyped) -> None:  # type: ignore[no-untyped-def]
+    stats = hand_stats(2, 3, "toy-model")
+    with pytest.raises(WrongInputError, match=r"one language \('fr'\).*whole ActivationStats"):
+        detect.lape(stats["fr"])  # type: ignore[arg-type]
+    with pytest.raises(WrongInputError, match="collect_stats"):
+        detect.lap(language_neurons())  # type: ignore[arg-type]
+    with pytest.raises(WrongInputError, match="Language 'fr': expected a NeuronSet"):
+        LanguageNeurons({"fr": torch.zeros(3, 128, dtype=torch.bool)})  # type: ignore[dict-item]

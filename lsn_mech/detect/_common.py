@@ -17,10 +17,15 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from lsn_mech.errors import LsnMechError, MissingLanguageError, NothingToSelectError
+from lsn_mech.errors import (
+    LsnMechError,
+    MissingLanguageError,
+    NothingToSelectError,
+    WrongInputError,
+)
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance
-from lsn_mech.stats.container import ActivationStats
+from lsn_mech.stats.container import ActivationStats, LanguageStats
 
 QuantileMethod = Literal["kthvalue", "linear"]
 """How a global quantile ("bar") is taken over all values.
@@ -146,9 +151,16 @@ def read_input(
             corpus=None,
             corpus_hash=None,
         )
-    raise TypeError(
+    if isinstance(stats_or_values, LanguageStats):
+        hint = (
+            f" of one language ({stats_or_values.language!r}); pass the whole ActivationStats "
+            "(detectors compare languages), not stats['...']"
+        )
+    else:
+        hint = "; collect statistics with lsn_mech.collect_stats or load them"
+    raise WrongInputError(
         f"Expected ActivationStats or a [layer, d_mlp, lang] tensor, got "
-        f"{type(stats_or_values).__name__}."
+        f"{type(stats_or_values).__name__}{hint}."
     )
 
 

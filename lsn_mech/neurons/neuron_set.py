@@ -167,7 +167,7 @@ class NeuronSet:
     ) -> NeuronSet:
         """The neurons where a boolean ``[layer, d_mlp]`` mask is true (on any device)."""
         if mask.dtype != torch.bool or mask.ndim != 2:
-            raise TypeError(
+            raise WrongInputError(
                 f"NeuronSet.from_mask needs a 2-D bool mask [layer, d_mlp], got dtype "
                 f"{mask.dtype} with shape {tuple(mask.shape)}; threshold scores first, "
                 f"e.g. `scores > 0`."
