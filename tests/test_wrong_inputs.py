@@ -128,8 +128,9 @@ def test_set_algebra_and_peft_refuse_language_neurons(hf_copy, untyped) -> None:
 def test_wrong_model_objects_are_refused_with_the_fix(llama, hf_copy, untyped) -> None:  # type: ignore[no-untyped-def]
     fr = language_neurons()["fr"]
     hf = hf_copy("tiny-llama")
-    with pytest.raises(WrongInputError, match=r"Hugging Face LlamaForCausalLM.*load_model"):
+    with pytest.raises(WrongInputError, match=r"Hugging Face LlamaForCausalLM.*load_model") as hit:
         lm.deactivate(hf, fr)
+    assert isinstance(hit.value, ValueError)  # hook_sites raised a ValueError for it before
     with pytest.raises(WrongInputError, match="the model comes first"):
         lm.deactivate(fr, llama)  # type: ignore[arg-type]
     with pytest.raises(WrongInputError, match="load_model"):

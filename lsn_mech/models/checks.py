@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from lsn_mech.errors import WrongInputError
+from lsn_mech.errors import UnsupportedArchitectureError, WrongInputError
+
+
+class NotAHookedModelError(WrongInputError, UnsupportedArchitectureError):
+    """Something other than a hooked model (a bridge) was passed as the model.
+
+    Also an `UnsupportedArchitectureError` (a ``ValueError``), which `hook_sites` raised
+    for such objects before, so existing ``except`` clauses keep working.
+    """
 
 
 def _looks_like_lsn_object(value: Any) -> str | None:
@@ -46,7 +54,7 @@ def expect_hooked_model(model: Any, argument: str = "model", *, caller: str = ""
         )
     else:
         fix = f"got a {type(model).__name__}; load one with lsn_mech.load_model(name)."
-    raise WrongInputError(
+    raise NotAHookedModelError(
         f"{where}{argument} must be a hooked model (a TransformerBridge from "
         f"lsn_mech.load_model); {fix}"
     )
