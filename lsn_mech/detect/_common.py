@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -16,10 +17,15 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from lsn_mech.errors import LsnMechError, MissingLanguageError
+from lsn_mech.errors import (
+    LsnMechError,
+    MissingLanguageError,
+    NothingToSelectError,
+    WrongInputError,
+)
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance
-from lsn_mech.stats.container import ActivationStats
+from lsn_mech.stats.container import ActivationStats, LanguageStats
 
 QuantileMethod = Literal["kthvalue", "linear"]
 """How a global quantile ("bar") is taken over all values.
@@ -145,9 +151,16 @@ def read_input(
             corpus=None,
             corpus_hash=None,
         )
-    raise TypeError(
+    if isinstance(stats_or_values, LanguageStats):
+        hint = (
+            f" of one language ({stats_or_values.language!r}); pass the whole ActivationStats "
+            "(detectors compare languages), not stats['...']"
+        )
+    else:
+        hint = "; collect statistics with lsn_mech.collect_stats or load them"
+    raise WrongInputError(
         f"Expected ActivationStats or a [layer, d_mlp, lang] tensor, got "
-        f"{type(stats_or_values).__name__}."
+        f"{type(stats_or_values).__name__}{hint}."
     )
 
 
@@ -171,6 +184,51 @@ def check_finite(values: Tensor, what: str) -> None:
     """Raise if any value is NaN or infinite."""
     if not bool(torch.isfinite(values).all()):
         raise DetectorInputError(f"The {what} contain NaN or infinite values; check the input.")
+
+
+def check_selectable(
+    values: Float[Tensor, "*neurons lang"],
+    languages: Sequence[str],
+    *,
+    method: str,
+    what: str,
+    fix: str,
+    dead: Literal["constant", "zero"] = "constant",
+) -> None:
+    """Refuse input that cannot tell any neuron from another, instead of an empty or
+    arbitrary (tie-broken) result.
+
+    A language whose values are the same for every neuron (``dead="zero"``: all 0) can
+    select nothing, or only by the tie break. Every language so: `NothingToSelectError`
+    (the whole result would be meaningless). Only some: a warning naming them, since the
+    other languages' sets are sound and one silent language is a finding, not a fault.
+    """
+    per_language = values.reshape(-1, values.shape[-1])
+    if per_language.shape[0] == 0:
+        return
+    low, high = per_language.min(dim=0).values, per_language.max(dim=0).values
+    flat = low == high
+    if dead == "zero":
+        flat = flat & (high == 0)
+    if not bool(flat.any()):
+        return
+    levels = [f"{lang}: all {float(v):g}" for lang, v, f in zip(languages, low, flat) if f]
+    if bool(flat.all()):
+        raise NothingToSelectError(
+            f"{method} cannot select any neuron: the {what} are the same for all "
+            f"{per_language.shape[0]} neurons in every language ({'; '.join(levels)}). {fix}"
+        )
+    warnings.warn(
+        f"{method}: the {what} are the same for every neuron in {'; '.join(levels)}; no "
+        f"neuron can be selected for those languages by its values. {fix}",
+        stacklevel=3,
+    )
+
+
+PROBABILITY_FIX = (
+    "All 0 means no neuron fired: check stats.tokens and the site ('mlp_pre'), or collect "
+    "statistics on text in those languages; another constant means degenerate statistics."
+)
 
 
 def require_languages(n: int, method: str) -> None:

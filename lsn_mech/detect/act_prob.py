@@ -34,6 +34,7 @@ from lsn_mech.detect._common import (
     DetectorInput,
     DetectorInputError,
     check_rate,
+    check_selectable,
     lowest_k,
 )
 from lsn_mech.detect.registry import DetectorSpec, register, run, spec_keywords
@@ -159,6 +160,15 @@ class ActProbSpec(DetectorSpec):
             threshold=self.threshold,
             own_estimate=self.own_estimate,
             site=self.site,
+        )
+        check_selectable(
+            scores,
+            list(stats.languages),
+            method="Act-Prob",
+            dead="zero",
+            what="fractions of tokens above the threshold",
+            fix="No neuron exceeds its threshold on any token: check the statistics "
+            f"(stats.tokens, the histograms at {self.site!r}) or use threshold='pooled'.",
         )
         layers, d_mlp, n_languages = scores.shape
         k = round(self.rate * layers * d_mlp)

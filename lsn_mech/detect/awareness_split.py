@@ -26,7 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lsn_mech._version import __version__
-from lsn_mech.detect._common import DetectorInputError, check_rate
+from lsn_mech.detect._common import DetectorInputError, check_rate, check_selectable
 from lsn_mech.detect.awareness import Awareness
 from lsn_mech.detect.registry import Detection, DetectorSpec, register
 from lsn_mech.neurons import LanguageNeurons, NeuronSet
@@ -167,6 +167,14 @@ def split_awareness(
     awareness: Awareness, *, epsilon: float = 0.9, correction: int = 0
 ) -> AwarenessSplit:
     """Language-general and language-specific neurons of the selected layers (Eq. 5)."""
+    check_selectable(
+        awareness.scores,
+        awareness.languages,
+        method="LANDeRMT split",
+        what="awareness scores",
+        fix="Zero gradients: check that the batches' labels mark target tokens (not all "
+        "-100) and that the scored layers take part in the loss.",
+    )
     general_rows, owner_rows = split_scores(
         awareness.scores, epsilon=epsilon, correction=correction
     )

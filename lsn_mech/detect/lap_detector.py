@@ -15,9 +15,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lsn_mech.detect._common import (
+    PROBABILITY_FIX,
     DetectorInputError,
     check_probabilities,
     check_rate,
+    check_selectable,
     lowest_k,
     read_input,
 )
@@ -65,6 +67,13 @@ class LapSpec(DetectorSpec):
         """Threshold each language's probabilities; scores are those probabilities."""
         data = read_input(source, languages, kind="probability", site=self.site, model_id=model_id)
         check_probabilities(data.values)
+        check_selectable(
+            data.values,
+            data.languages,
+            method="LAP",
+            what="activation probabilities",
+            fix=PROBABILITY_FIX,
+        )
         above = data.values > self.threshold  # [layer, d_mlp, lang]
         layers, d_mlp, _ = above.shape
         if self.top_rate is not None:

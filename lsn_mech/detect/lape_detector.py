@@ -25,10 +25,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lsn_mech.detect._common import (
+    PROBABILITY_FIX,
     EntropySelection,
     QuantileMethod,
     check_entropy_rates,
     check_probabilities,
+    check_selectable,
     entropy_detection,
     normalised_entropy,
     read_input,
@@ -91,6 +93,13 @@ class LapeSpec(DetectorSpec):
         data = read_input(source, languages, kind="probability", site=self.site, model_id=model_id)
         require_languages(len(data.languages), "LAPE")
         check_probabilities(data.values)
+        check_selectable(
+            data.values,
+            data.languages,
+            method="LAPE",
+            what="activation probabilities",
+            fix=PROBABILITY_FIX,
+        )
         return entropy_detection(self, data, data.values)
 
 

@@ -33,6 +33,7 @@ from lsn_mech.detect._common import (
     QuantileMethod,
     check_entropy_rates,
     check_finite,
+    check_selectable,
     entropy_detection,
     read_input,
     require_languages,
@@ -100,6 +101,14 @@ class LaveSpec(DetectorSpec):
         require_languages(len(data.languages), "LAVE")
         check_finite(data.values, "mean activations")
         values = lave_values(data.values, self.negative)
+        check_selectable(
+            values,
+            data.languages,
+            method="LAVE",
+            what="transformed mean activations",
+            fix="Check the statistics: they may come from an empty corpus or a model whose "
+            "MLP outputs are constant (e.g. zeroed weights).",
+        )
         return entropy_detection(self, data, values, stored_values=values.to(torch.float64))
 
 

@@ -39,6 +39,7 @@ from lsn_mech.detect._common import (
     check_finite,
     check_languages,
     check_rate,
+    check_selectable,
     lowest_k,
     make_provenance,
     normalised_entropy,
@@ -179,6 +180,14 @@ def pv_from_rates(
     check_finite(rates, "change rates")
     if bool((rates < 0).any()):
         raise DetectorInputError("Change rates must be non-negative (they are norms).")
+    check_selectable(
+        rates,
+        codes,
+        method="PV",
+        what="parameter change rates",
+        fix="The finetuned models do not tell neurons apart: check that each language's "
+        "finetuning changed the MLP weights (and that base and tuned models differ).",
+    )
     threshold = 1.0 / len(codes) if share_threshold is None else float(share_threshold)
     if not 0 <= threshold < 1:
         raise DetectorInputError(

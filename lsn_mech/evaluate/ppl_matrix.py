@@ -14,10 +14,13 @@ from lsn_mech.corpora.sources import (
     corpus_provenance,
     language_windows,
 )
+from lsn_mech.errors import WrongInputError
 from lsn_mech.evaluate.perplexity import Perplexity, perplexity
 from lsn_mech.interventions import deactivate
+from lsn_mech.models.checks import expect_hooked_model
 from lsn_mech.models.limits import check_count, check_window
 from lsn_mech.models.protocol import HookedModel, model_id
+from lsn_mech.neurons.checks import expect_neuron_set
 from lsn_mech.provenance import Provenance
 from lsn_mech.results import Result, ResultTable
 
@@ -158,6 +161,20 @@ def window_perplexities(
     return results
 
 
+def _check_rows(model: HookedModel, neuron_sets: Mapping[str, Any]) -> None:
+    """Refuse a model that is not hooked and rows that are not neuron sets, before the
+    first forward pass (a single `NeuronSet` would otherwise iterate as pairs)."""
+    caller = "lsn_mech.evaluate.ppl_change_matrix"
+    expect_hooked_model(model, caller=caller)
+    if not isinstance(neuron_sets, Mapping):
+        raise WrongInputError(
+            f"{caller}: neuron_sets must be a LanguageNeurons or a mapping of row names to "
+            f"NeuronSets, got a {type(neuron_sets).__name__}; e.g. {{'fr': neurons['fr']}}."
+        )
+    for name, neuron_set in neuron_sets.items():
+        expect_neuron_set(neuron_set, f"neuron_sets[{name!r}]", caller=caller)
+
+
 def ppl_change_matrix(
     model: HookedModel,
     neuron_sets: Mapping[str, Any],
@@ -176,6 +193,7 @@ def ppl_change_matrix(
     ``NeuronSet`` (add random baselines as extra rows). Columns default to the languages
     the corpus and the neuron sets share.
     """
+    _check_rows(model, neuron_sets)
     check_window(model, window, texts=corpus)
     check_count("batch_size", batch_size)
     available = corpus_languages(corpus)

@@ -14,13 +14,17 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from lsn_mech.errors import NeuronShapeMismatchError
+from lsn_mech.errors import NeuronShapeMismatchError, WrongInputError
+from lsn_mech.interventions.checks import check_stats_fit, expect_activation_stats
 from lsn_mech.interventions.edits import Edit, HookFn, Value
 from lsn_mech.interventions.kinds import Add, LiteralValue, Scale, SetToStatistic, SetValue
-from lsn_mech.interventions.spec import InterventionSpec
+from lsn_mech.interventions.parse import parse_value
+from lsn_mech.interventions.spec import InterventionSpec, UnknownInterventionError
+from lsn_mech.models.checks import expect_hooked_model
 from lsn_mech.models.protocol import HookedModel
 from lsn_mech.models.sites import hook_sites
 from lsn_mech.neurons import NeuronSet
+from lsn_mech.neurons.checks import expect_neuron_set
 from lsn_mech.stats.container import ActivationStats, LanguageStats
 
 
@@ -38,11 +42,15 @@ class Intervention(contextlib.AbstractContextManager):
         self.edits = edits
         self.specs = list(specs)
         self._stack: contextlib.ExitStack | None = None
+        self._hooks: list[tuple[str, HookFn]] | None = None
 
     def hooks(self) -> list[tuple[str, HookFn]]:
-        """The (hook name, fn) pairs this intervention attaches, in application order."""
-        sites = hook_sites(self.model)
-        return [pair for edit in self.edits for pair in edit.hooks(sites)]
+        """The (hook name, fn) pairs this intervention attaches, in application order
+        (built once: `apply` builds them early, so a value that does not fit fails there)."""
+        if self._hooks is None:
+            sites = hook_sites(self.model)
+            self._hooks = [pair for edit in self.edits for pair in edit.hooks(sites)]
+        return self._hooks
 
     def __enter__(self) -> HookedModel:
         if self._stack is not None:
@@ -68,14 +76,36 @@ def apply(
     """The context that applies ``specs`` in order (``stats``: for kinds that read statistics).
 
     ``with apply(model, parse_intervention("p90", neurons["vi"], language="vi"), stats=s):``
-    Statistics are read here, so a missing one fails before any forward pass.
+    Statistics are read here, and the hooks built, so a missing statistic, statistics of
+    another model or a value that does not fit fails before any forward pass.
     """
+    caller = "lsn_mech.interventions.apply"
+    sites = hook_sites(expect_hooked_model(model, caller=caller))
+    for spec in specs:
+        if not isinstance(spec, InterventionSpec):
+            raise WrongInputError(
+                f"{caller} takes intervention specs after the model, got a "
+                f"{type(spec).__name__}; e.g. apply(model, SetValue(neurons['fr'], 0.0)), "
+                "or use lsn_mech.deactivate(model, neurons['fr'])."
+            )
+    if stats is not None:
+        stats = expect_activation_stats(stats, caller=caller)
+        check_stats_fit(stats, sites, caller=caller)
     edits = [edit for spec in specs for edit in spec.edits(stats)]
-    return Intervention(model, edits, specs)
+    intervention = Intervention(model, edits, specs)
+    intervention.hooks()
+    return intervention
+
+
+def _arguments(model: HookedModel, neurons: NeuronSet, caller: str) -> None:
+    """Refuse a model that is not hooked and anything but one `NeuronSet`, naming the fix."""
+    expect_hooked_model(model, caller=caller)
+    expect_neuron_set(neurons, caller=caller)
 
 
 def deactivate(model: HookedModel, neurons: NeuronSet) -> Intervention:
     """Set the neurons' activations to 0 (Tang et al.'s deactivation at ``mlp_post``)."""
+    _arguments(model, neurons, "lsn_mech.deactivate")
     return apply(model, SetValue(neurons, 0.0))
 
 
@@ -84,8 +114,17 @@ def set_to(model: HookedModel, neurons: NeuronSet, value: Value) -> Intervention
 
     ``value`` is a scalar, one value per neuron (a ``[len(neurons)]`` tensor in set
     iteration order), a ``[layer, d_mlp]`` tensor, a per-site mapping such as
-    ``stats["fr"].mean``, or a ``LanguageStats`` (its mean).
+    ``stats["fr"].mean``, or a ``LanguageStats`` (its mean). A string is a word of
+    `parse_intervention`: ``"zero"`` and numbers (``"-10"``) are constants; ``"mean"`` and
+    ``"p90"`` need a language, so pass ``stats["fr"]`` or ``stats["fr"].statistic("p90")``.
     """
+    return _set_to(model, neurons, value, "lsn_mech.set_to")
+
+
+def _set_to(model: HookedModel, neurons: NeuronSet, value: Value, caller: str) -> Intervention:
+    _arguments(model, neurons, caller)
+    if isinstance(value, str):
+        value = _constant_word(value, caller)
     if isinstance(value, LanguageStats):
         stats = value.parent
         if neurons.site not in stats.sites:
@@ -104,7 +143,26 @@ def activate(model: HookedModel, neurons: NeuronSet, stats: Value) -> Interventi
     ``stats`` is ``stats["zh"]`` (a ``LanguageStats``), ``stats["zh"].mean``, or any
     value `set_to` accepts.
     """
-    return set_to(model, neurons, stats)
+    return _set_to(model, neurons, stats, "lsn_mech.activate")
+
+
+def _constant_word(word: str, caller: str) -> float:
+    """The constant a word names (``"zero"``, ``"-10"``), or an error saying what was meant."""
+    try:
+        parsed = parse_value(word, allow_none=False)
+    except UnknownInterventionError as error:
+        raise WrongInputError(
+            f"{caller} cannot use the string {word!r} as a value ({error}) Otherwise pass a "
+            "number, a tensor, or a language's statistics such as stats['fr']."
+        ) from None
+    if parsed.constant is not None:
+        return parsed.constant
+    raise WrongInputError(
+        f"{caller}: {word!r} is a statistic of a language, but the string does not say "
+        f"which; pass that language's statistics, e.g. stats['fr'] (the mean) or "
+        f"stats['fr'].statistic({word!r}), or apply(model, parse_intervention({word!r}, "
+        "neurons, language='fr'), stats=stats)."
+    )
 
 
 def _literal(value: Value) -> LiteralValue:
@@ -113,11 +171,13 @@ def _literal(value: Value) -> LiteralValue:
 
 def scale(model: HookedModel, neurons: NeuronSet, factor: Value) -> Intervention:
     """Multiply the neurons' activations by ``factor`` (a scalar or per-neuron values)."""
+    _arguments(model, neurons, "lsn_mech.scale")
     return apply(model, Scale(neurons, _literal(factor)))
 
 
 def add(model: HookedModel, neurons: NeuronSet, delta: Value) -> Intervention:
     """Add ``delta`` to the neurons' activations (a scalar or per-neuron values)."""
+    _arguments(model, neurons, "lsn_mech.add")
     return apply(model, Add(neurons, _literal(delta)))
 
 

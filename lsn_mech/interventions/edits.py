@@ -17,10 +17,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from lsn_mech.errors import LsnMechError, NeuronShapeMismatchError
+from lsn_mech.errors import LsnMechError, NeuronShapeMismatchError, WrongInputError
 from lsn_mech.models.sites import HookSites, Site
 from lsn_mech.neurons import NeuronSet
-from lsn_mech.stats.container import LanguageStats
+from lsn_mech.neurons.checks import expect_neuron_set
+from lsn_mech.stats.container import ActivationStats, LanguageStats
 
 Value = float | int | Tensor | Mapping[str, Tensor] | LanguageStats
 """A scalar, a ``[n_neurons]`` tensor (one per neuron, in set iteration order), a
@@ -58,6 +59,8 @@ class Edit:
                 f"Unknown edit {self.kind!r}; an Edit is one of {', '.join(EDIT_OPS)}. "
                 "Other interventions are specs (lsn_mech.interventions.kinds())."
             )
+        expect_neuron_set(self.neurons, caller="Edit")
+        check_literal(self.value, f"An Edit {self.kind!r}")
 
     @property
     def write_site(self) -> str:
@@ -79,6 +82,47 @@ class Edit:
                 vector = neutral_outside(self.kind, vector, mask[layer])
             result.append((name, _layer_hook(self.kind, mask[layer], vector)))
         return result
+
+
+_ACCEPTED = (
+    "a number, one value per neuron (in set order), a [layer, d_mlp] tensor, a per-site "
+    "mapping such as stats['fr'].mean, or stats['fr'] itself (its mean)"
+)
+
+
+def check_literal(value: object, owner: str) -> None:
+    """Refuse a value no edit can apply (a string, statistics of every language, ...),
+    saying what is accepted; strings are words of `parse_intervention`, not values."""
+    if isinstance(value, (int, float, Tensor, LanguageStats)):
+        return
+    if isinstance(value, str):
+        raise WrongInputError(
+            f"{owner} got the string {value!r}, which is not a value; it takes {_ACCEPTED}. "
+            "Words such as 'zero', 'mean' or 'p90' are read by "
+            f"lsn_mech.interventions.parse_intervention({value!r}, neurons, language='fr') and "
+            "applied with lsn_mech.interventions.apply(model, spec, stats=stats)."
+        )
+    if isinstance(value, ActivationStats):
+        raise WrongInputError(
+            f"{owner} got the statistics of every language ({', '.join(value.languages)}); "
+            f"pass one language's, e.g. stats[{value.languages[0]!r}] (its mean) or "
+            f"stats[{value.languages[0]!r}].statistic('p90')."
+        )
+    if isinstance(value, Mapping):
+        wrong = [str(site) for site, entry in value.items() if not isinstance(entry, Tensor)]
+        if wrong:
+            raise WrongInputError(
+                f"{owner} got a mapping whose entries {', '.join(wrong)} are not tensors; a "
+                f"mapping is per site ({{'mlp_post': [layer, d_mlp] tensor}}), e.g. "
+                "stats['fr'].mean."
+            )
+        return
+    try:
+        torch.as_tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise WrongInputError(
+            f"{owner} got a {type(value).__name__}, which is not a value; it takes {_ACCEPTED}."
+        ) from None
 
 
 def _layer_hook(kind: EditOp, mask: Tensor, values: Tensor) -> HookFn:

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from lsn_mech.interventions.edits import Edit, EditOp
+from lsn_mech.interventions.edits import Edit, EditOp, check_literal
 from lsn_mech.interventions.spec import (
     InterventionSpec,
     UnknownInterventionError,
@@ -38,6 +38,7 @@ def _literal(spec: InterventionSpec, value: LiteralValue) -> None:
             f"{type(value).__name__}; for a language's statistic use "
             "SetToStatistic(neurons, language=..., statistic='mean')."
         )
+    check_literal(value, f"A {spec.kind!r} spec")
     if isinstance(value, int):
         object.__setattr__(spec, "value", float(value))
 
@@ -56,6 +57,7 @@ class _LiteralEdit(InterventionSpec):
     site: Site | None = None
 
     def __post_init__(self) -> None:
+        self._check_neurons()
         _literal(self, self.value)
 
     def edits(self, stats: ActivationStats | None = None) -> list[Edit]:
@@ -70,6 +72,9 @@ class NoIntervention(InterventionSpec):
     kind: ClassVar[str] = "none"
     neurons: NeuronSet
     site: Site | None = None
+
+    def __post_init__(self) -> None:
+        self._check_neurons()
 
     def edits(self, stats: ActivationStats | None = None) -> list[Edit]:
         return []
@@ -125,6 +130,7 @@ class SetToStatistic(InterventionSpec):
     site: Site | None = None
 
     def __post_init__(self) -> None:
+        self._check_neurons()
         try:
             parse_statistic(self.statistic)
         except ValueError as error:

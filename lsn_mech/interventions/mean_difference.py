@@ -46,6 +46,7 @@ class MeanDifference(InterventionSpec):
     site: Site | None = None
 
     def __post_init__(self) -> None:
+        self._check_neurons()
         if isinstance(self.alpha, bool) or not math.isfinite(self.alpha):
             raise InterventionSpecError(f"alpha must be a finite number, got {self.alpha!r}.")
         object.__setattr__(self, "alpha", float(self.alpha))  # 2 and 2.0 record alike

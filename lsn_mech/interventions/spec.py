@@ -17,11 +17,12 @@ import dataclasses
 import json
 from typing import ClassVar, TypeVar
 
-from lsn_mech.errors import LsnMechError
+from lsn_mech.errors import LsnMechError, WrongInputError
 from lsn_mech.interventions.codec import JSON, SpecFormatError, decode, encode
 from lsn_mech.interventions.edits import Edit
 from lsn_mech.models.sites import Site
 from lsn_mech.neurons import NeuronSet
+from lsn_mech.neurons.checks import expect_neuron_set
 from lsn_mech.stats.container import ActivationStats
 
 
@@ -48,6 +49,10 @@ class InterventionSpec:
     def write_site(self) -> str:
         """The hook site written: ``site``, or the neurons' own site."""
         return self.site or self.neurons.site
+
+    def _check_neurons(self) -> None:
+        """Refuse a `LanguageNeurons` (or anything else) where one `NeuronSet` is meant."""
+        expect_neuron_set(self.neurons, caller=type(self).__name__)
 
     def edits(self, stats: ActivationStats | None = None) -> list[Edit]:
         """The elementwise edits that apply this spec, in order.
@@ -152,5 +157,10 @@ def require_stats(spec: InterventionSpec, stats: ActivationStats | None) -> Acti
         raise InterventionSpecError(
             f"The {spec.kind!r} intervention reads statistics; apply it with "
             "lsn_mech.interventions.apply(model, spec, stats=stats)."
+        )
+    if not isinstance(stats, ActivationStats):
+        raise WrongInputError(
+            f"The {spec.kind!r} intervention reads an ActivationStats, got "
+            f"{type(stats).__name__}; pass stats=stats (all languages), not stats['fr']."
         )
     return stats

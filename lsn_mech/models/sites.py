@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, Literal
 
 from lsn_mech.errors import NeuronIndexError, UnsupportedArchitectureError
+from lsn_mech.models.checks import expect_hooked_model
 from lsn_mech.models.protocol import model_id
 
 Site = Literal["mlp_pre", "mlp_post"]
@@ -65,6 +66,7 @@ def hook_sites(model: Any) -> HookSites:
     error rather than a type error. Works for TransformerLens 4 bridges and TransformerLens 3
     ``HookedTransformer``s, which both name the sites ``blocks.{i}.mlp.hook_pre`` / ``hook_post``.
     """
+    expect_hooked_model(model)
     cfg = getattr(model, "cfg", None)
     n_layers = getattr(cfg, "n_layers", None)
     d_mlp = getattr(cfg, "d_mlp", None)

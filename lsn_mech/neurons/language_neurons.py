@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError
+from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, WrongInputError
 from lsn_mech.neurons import file_format
 from lsn_mech.neurons.neuron_set import DEFAULT_SITE, NeuronSet, Overlap
 from lsn_mech.provenance import Provenance
@@ -155,8 +155,9 @@ class LanguageNeurons(Mapping[str, NeuronSet]):
             if not isinstance(language, str) or not language:
                 raise TypeError(f"Language codes must be non-empty strings, got {language!r}.")
             if not isinstance(neuron_set, NeuronSet):
-                raise TypeError(
-                    f"Language {language!r}: expected a NeuronSet, got {type(neuron_set).__name__}."
+                raise WrongInputError(
+                    f"Language {language!r}: expected a NeuronSet, got {type(neuron_set).__name__}"
+                    "; build one per language (NeuronSet.from_mask / from_pairs)."
                 )
             if not first.is_compatible(neuron_set):
                 try:

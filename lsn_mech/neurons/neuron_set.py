@@ -28,6 +28,7 @@ from lsn_mech.errors import (
     NeuronIndexError,
     NeuronShapeMismatchError,
     NotEnoughNeuronsError,
+    WrongInputError,
 )
 from lsn_mech.neurons import file_format
 
@@ -166,7 +167,7 @@ class NeuronSet:
     ) -> NeuronSet:
         """The neurons where a boolean ``[layer, d_mlp]`` mask is true (on any device)."""
         if mask.dtype != torch.bool or mask.ndim != 2:
-            raise TypeError(
+            raise WrongInputError(
                 f"NeuronSet.from_mask needs a 2-D bool mask [layer, d_mlp], got dtype "
                 f"{mask.dtype} with shape {tuple(mask.shape)}; threshold scores first, "
                 f"e.g. `scores > 0`."
@@ -359,7 +360,12 @@ class NeuronSet:
 
     def _check_compatible(self, other: NeuronSet, what: str) -> None:
         if not isinstance(other, NeuronSet):
-            raise TypeError(f"cannot {what} a NeuronSet and a {type(other).__name__}")
+            languages = list(getattr(other, "languages", ()))  # a LanguageNeurons
+            hint = f"; pick one language, e.g. neurons[{languages[0]!r}]" if languages else ""
+            raise WrongInputError(
+                f"cannot {what} a NeuronSet and a {type(other).__name__}{hint}. "
+                "Both operands must be NeuronSets."
+            )
         if self.is_compatible(other):
             return
         left = _describe(self.n_layers, self.d_mlp, self.site, self.model_id)
@@ -407,6 +413,13 @@ class NeuronSet:
     def __xor__(self, other: NeuronSet) -> NeuronSet:
         """Symmetric difference: neurons in exactly one of the two sets."""
         return self._combine(other, "xor", "take the symmetric difference of")
+
+    def _reflected(self, other: object) -> NeuronSet:
+        """``other | self`` where ``other`` is not a set (e.g. a LanguageNeurons): refuse it."""
+        self._check_compatible(other, "combine")  # type: ignore[arg-type]  # always raises
+        raise AssertionError  # pragma: no cover - unreachable
+
+    __ror__ = __rand__ = __rsub__ = __rxor__ = _reflected
 
     def complement(self) -> NeuronSet:
         """Every neuron of the model that is not in the set (also ``~s``)."""

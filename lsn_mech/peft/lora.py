@@ -59,6 +59,7 @@ from lsn_mech.models.hf import plain_hf_model
 from lsn_mech.models.modules import mlp_module_names
 from lsn_mech.models.runtime.hf_bridge import BRIDGE_INFIX, is_bridged, strip_bridge_name
 from lsn_mech.neurons import NeuronSet
+from lsn_mech.neurons.checks import expect_neuron_set
 from lsn_mech.neurons.io import load_neuron_set
 from lsn_mech.neurons.io import save as save_neurons
 from lsn_mech.peft.masks import ModuleMask, mlp_shape, model_type, neuron_module_masks
@@ -330,6 +331,7 @@ def masked_lora(
     dropout: float = 0.0,
     targets: Sequence[str] = ("gate",),
     attention: Sequence[str] = ("q", "k", "v", "o"),
+    allow_empty: bool = False,
     **lora_kwargs: Any,
 ) -> PeftModel:
     """A PEFT LoRA model in which the MLP update changes only ``neurons``' rows/columns.
@@ -345,6 +347,9 @@ def masked_lora(
         targets: MLP roles to adapt: ``"gate"`` (the paper's choice; the first projection
             on GPT-2/BLOOM), ``"up"`` (rows of B masked) and ``"down"`` (columns of A).
         attention: attention roles given ordinary LoRA (``()`` for none).
+        allow_empty: accept a neuron set with no neuron (only the attention LoRA
+            trains); without it an empty set is refused, since it usually means a
+            detector selected nothing or the wrong language was picked.
         **lora_kwargs: further `peft.LoraConfig` options that keep the update a plain
             ``B @ A`` (``use_rslora``, ``init_lora_weights`` in True/False/"gaussian",
             ``rank_pattern``, ``alpha_pattern``, ...); others raise `MaskedLoraError`.
@@ -353,6 +358,7 @@ def masked_lora(
         The ``PeftModel``; `masked_lora_spec` tells what it trains. Train it with any
         loop and optimiser; `save_masked_lora` / `load_masked_lora` persist it.
     """
+    expect_neuron_set(neurons, caller="lsn_mech.peft.masked_lora")
     _check_kwargs(lora_kwargs)
     hf = _plain(model)
     spec = MaskedLoraSpec(
@@ -366,6 +372,12 @@ def masked_lora(
         raise MaskedLoraError(
             "Nothing to adapt: the neuron set has no neuron in the targeted projections "
             f"(targets={spec.targets}) and attention=(). Pass a non-empty set or attention roles."
+        )
+    if not spec.mlp and not allow_empty:
+        raise MaskedLoraError(
+            f"The neuron set is empty ({neurons.model_id!r}, site {neurons.site!r}), so only "
+            "the attention LoRA would train; pass a non-empty set (check the detector's "
+            "output, e.g. neurons['vi'].per_layer()), or allow_empty=True if that is meant."
         )
     config = LoraConfig(
         r=r,

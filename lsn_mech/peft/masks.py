@@ -28,10 +28,15 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
-from lsn_mech.errors import NeuronShapeMismatchError, UnsupportedArchitectureError
+from lsn_mech.errors import (
+    NeuronShapeMismatchError,
+    UnsupportedArchitectureError,
+    WrongInputError,
+)
 from lsn_mech.models.modules import mlp_module_names
 from lsn_mech.models.runtime.hf_bridge import as_hf, has_hf, is_bridged
 from lsn_mech.neurons import NeuronSet
+from lsn_mech.neurons.checks import expect_neuron_set
 
 Role = Literal["gate", "up", "down"]
 Side = Literal["output", "input"]
@@ -142,7 +147,7 @@ def resolve_hf_model(model: nn.Module) -> PreTrainedModel:
     elif has_hf(model):
         hf = as_hf(model)
     if not isinstance(hf, PreTrainedModel):
-        raise TypeError(
+        raise WrongInputError(
             f"Expected a Hugging Face PreTrainedModel, got {type(model).__name__}; pass "
             f"lsn_mech.models.hf.plain_hf_model(model)."
         )
@@ -213,7 +218,9 @@ def mlp_shape(hf_model: nn.Module) -> tuple[int, int]:
 
 
 def check_neurons(hf_model: nn.Module, neurons: NeuronSet) -> None:
-    """Raise `NeuronShapeMismatchError` if ``neurons`` do not fit the model's MLPs."""
+    """Raise `NeuronShapeMismatchError` if ``neurons`` do not fit the model's MLPs
+    (`WrongInputError` if they are not one `NeuronSet`)."""
+    expect_neuron_set(neurons, caller="lsn_mech.peft")
     n_layers, d_mlp = mlp_shape(hf_model)
     if neurons.n_layers != n_layers or neurons.d_mlp != d_mlp:
         raise NeuronShapeMismatchError(

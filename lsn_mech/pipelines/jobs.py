@@ -96,6 +96,8 @@ STATS_HELP = {
     "max_tokens": "counted tokens per language",
     "output": "output folder (rerunning into it resumes)",
     "checkpoint_every": "batches between checkpoints",
+    "nonfinite": "on a NaN/inf activation: raise (stop, naming layer and language) or count "
+    "(skip such batches; reported in summary.json)",
 }
 
 PPL_HELP = {

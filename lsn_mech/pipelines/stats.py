@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lsn_mech.files import atomic_write_json
 from lsn_mech.pipelines.inputs import CorpusJobConfig, collect_job_stats, load_job_inputs
@@ -26,6 +26,7 @@ class StatsConfig(CorpusJobConfig):
     checkpoint_every: int = 25
     device: str | None = None
     dtype: str | None = None
+    nonfinite: Literal["raise", "count"] = "raise"
 
 
 @dataclasses.dataclass
@@ -69,6 +70,7 @@ def run_stats(
         progress=progress,
         split=config.split,
         checkpoint_every=config.checkpoint_every,
+        nonfinite=config.nonfinite,
     )
     probability = stats.activation_probability("mlp_pre")
     summary = {
@@ -81,6 +83,7 @@ def run_stats(
         },
         "seconds": round(timer.seconds["collect statistics"], 1),
         "stats_file": str(output / "stats.safetensors"),
+        "nonfinite": stats.provenance.parameters.get("nonfinite"),
     }
     atomic_write_json(output / "summary.json", summary)
     timer.finish(output)

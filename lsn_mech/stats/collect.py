@@ -29,6 +29,7 @@ from lsn_mech.provenance import Provenance
 from lsn_mech.stats.accumulators import Accumulator, MomentAccumulator
 from lsn_mech.stats.checkpoint import Checkpointer, Position
 from lsn_mech.stats.container import ActivationStats
+from lsn_mech.stats.nonfinite import NonFiniteGuard, NonFiniteMode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,7 @@ def collect_stats(
     checkpoint_seconds: float = 120.0,
     progress: bool = True,
     callback: Callable[[BatchDone], None] | None = None,
+    nonfinite: NonFiniteMode = "raise",
 ) -> ActivationStats:
     """Per-language activation statistics of every MLP neuron, in one streaming pass.
 
@@ -72,6 +74,10 @@ def collect_stats(
     ``KeyboardInterrupt``. Calling again with the same arguments resumes and gives
     statistics identical to an uninterrupted run. The final statistics are written to
     ``output_dir/stats.safetensors``.
+
+    ``nonfinite``: on a NaN or inf activation, ``"raise"`` a `NonFiniteActivationError`
+    naming the layer, site and language, or ``"count"``: skip that batch and record the
+    skips in ``stats.provenance.parameters["nonfinite"]`` (`lsn_mech.stats.nonfinite`).
     """
     check_window(model, window, texts=corpus)  # fail before any forward pass, not inside one
     sites = tuple(sites)
@@ -117,7 +123,8 @@ def collect_stats(
     stats, position = _start(checkpointer, chosen, geometry, accumulator_list, provenance, device)
     if position.finished:
         return stats
-    runner = _HookedRun(model, geometry, accumulator_list, sites, stats)
+    guard = NonFiniteGuard(nonfinite)
+    runner = _HookedRun(model, geometry, accumulator_list, sites, stats, guard)
     with _deferred_interrupts() as stop_requested:
         return _run(
             runner,
@@ -270,9 +277,11 @@ class _HookedRun:
         accumulators: list[Accumulator],
         sites: tuple[str, ...],
         stats: ActivationStats,
+        guard: NonFiniteGuard,
     ) -> None:
         self.model = model
         self.stats = stats
+        self.guard = guard
         self.mask: torch.Tensor | None = None
         self.language = 0
         self.targets: dict[str, tuple[str, int, list[Accumulator]]] = {
@@ -286,6 +295,8 @@ class _HookedRun:
     def _fold(self, name: str, activation: torch.Tensor) -> None:
         site, layer, users = self.targets[name]
         counted = activation[self.mask]
+        if not self.guard.admits(site, layer, self.stats.languages[self.language], counted):
+            return
         for accumulator in users:
             accumulator.update(self.stats.state, site, layer, self.language, counted)
 
@@ -293,6 +304,7 @@ class _HookedRun:
     def run(self, batch: Any, language: int) -> int:
         self.mask = batch.stats_mask
         self.language = language
+        self.guard.begin(self.stats.state)
         capture(
             self.model,
             batch.input_ids,
@@ -301,5 +313,7 @@ class _HookedRun:
             callback=self._fold,
         )
         counted = int(batch.stats_mask.sum())
+        if not self.guard.end(self.stats, counted):
+            return 0
         self.stats.tokens[language] += counted
         return counted

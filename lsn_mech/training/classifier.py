@@ -410,6 +410,7 @@ def finetune_classifier(
         alpha=config.alpha,
         targets=config.targets,
         attention=config.attention,
+        allow_empty=neurons is None,  # no neurons: the attention-only baseline
     )
     first = next(peft_model.parameters())
     d_model = peft_model.get_base_model().config.hidden_size
