@@ -31,6 +31,7 @@ BAD: dict[str, list[Any]] = {
     "languages": [(), ("en", "en"), ("e n",), ("fr,en",)],
     "text_files": [{"en": "/no/such/file.txt"}, {}],
     "split": ["dev"],
+    "nonfinite": ["ignore", ""],
     "window": [1, 0, -5, 2.5, "512", True],
     "batch_size": [0, -1, 1.5],
     "eval_batch_size": [0],

@@ -280,6 +280,7 @@ FIELD_RULES: dict[str, Rule] = {
     "languages": languages(),
     "text_files": text_files(),
     "split": choice("train", "test"),
+    "nonfinite": choice("raise", "count"),
     "window": count(2),
     "batch_size": count(1),
     "eval_batch_size": count(1),
