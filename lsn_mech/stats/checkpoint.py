@@ -77,9 +77,12 @@ class Checkpointer:
         """
         self._refuse_old_layout()
         self._remove_abandoned_temporaries()
-        for path in (self.final_path, self.directory / STATE_FILE):
-            if path.exists():
-                return self._read(path, device)
+        if self.final_path.exists():
+            restored = self._read(self.final_path, device)
+            (self.directory / STATE_FILE).unlink(missing_ok=True)  # killed before tidying
+            return restored
+        if (self.directory / STATE_FILE).exists():
+            return self._read(self.directory / STATE_FILE, device)
         return None
 
     def save(self, stats: ActivationStats, position: Position) -> None:
@@ -128,12 +131,17 @@ class Checkpointer:
 
     def _remove_abandoned_temporaries(self) -> None:
         """Delete half-written checkpoints that killed runs left behind (they are never
-        read, but each can be as large as the statistics)."""
+        read, but each can be as large as the statistics): our ``.partial`` files of
+        processes that no longer run, and the ``.tmpXXXXXX`` files safetensors itself
+        writes before renaming (nothing else in a run folder writes those)."""
         for name in (STATE_FILE, FINAL_FILE):
             for leftover in self.directory.glob(f".{name}.*{TEMPORARY_SUFFIX}"):
                 owner = leftover.name[len(name) + 2 : -len(TEMPORARY_SUFFIX)]
-                if owner.isdigit() and not _process_alive(int(owner)):
+                if owner.isdigit() and not _process_alive(int(owner), alive_but_done=True):
                     leftover.unlink(missing_ok=True)
+        for leftover in self.directory.glob(".tmp??????"):
+            if leftover.is_file() and leftover.name[4:].isalnum():
+                leftover.unlink(missing_ok=True)
 
 
 def _parse_record(path: Path, header: dict[str, str], fix: str) -> dict[str, Any]:
@@ -186,8 +194,13 @@ def _check_position(
         raise CorruptFileError(f"{path} {problem}. {fix}")
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (always assumed where that cannot be asked safely)."""
+def _process_alive(pid: int, *, alive_but_done: bool = False) -> bool:
+    """Whether process ``pid`` runs (always assumed where that cannot be asked safely).
+
+    With ``alive_but_done`` this process counts as not running: while it restores, it
+    is writing nothing, so its own leftovers are abandoned too."""
+    if alive_but_done and pid == os.getpid():
+        return False
     if os.name != "posix":
         return True
     try:

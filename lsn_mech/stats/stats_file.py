@@ -31,7 +31,8 @@ from lsn_mech.stats.registry import ACCUMULATOR_TYPES, build_accumulator
 
 META_KEY = "lsn_mech"
 FORMAT = "lsn_mech.ActivationStats"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the header carries a content checksum (version 1 files, without one, still load)."""
 LOAD_FIX = (
     "Re-collect the statistics with `lsn-mech stats` or lsn_mech.collect_stats(...).save(path)."
 )
@@ -66,12 +67,14 @@ def read_stats_file(
 ) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, str]]:
     """``(meta, tensors, raw header)`` of a statistics file, every part checked, on the CPU.
 
-    Files written before checksums existed load unless ``checksum_required``.
+    Version 1 files (written before checksums existed) load unless ``checksum_required``.
     """
     source = Path(path)
     raw, tensors = read_safetensors(source, fix=fix)
-    verify_checksum(source, tensors, raw, fix=fix, required=checksum_required)
     meta = parse_metadata(source, raw, META_KEY, fix=fix)
+    version = meta.get("format_version")
+    required = checksum_required or not (isinstance(version, int) and version < 2)
+    verify_checksum(source, tensors, raw, fix=fix, required=required)
     check_stats_contents(source, meta, tensors, fix=fix)
     return meta, tensors, raw
 
@@ -97,8 +100,8 @@ def check_stats_contents(
         languages
     ):
         raise _refuse(path, "has languages or sites that are not distinct names", fix)
-    if meta["n_layers"] < 1 or meta["d_mlp"] < 1:
-        raise _refuse(path, "claims a model without layers or neurons", fix)
+    if meta["format_version"] < 1 or meta["n_layers"] < 1 or meta["d_mlp"] < 1:
+        raise _refuse(path, "has a format version, layer or neuron count below 1", fix)
     _check_tokens(path, tensors, len(languages), fix)
     owned = _check_accumulators(path, meta, tensors, fix)
     shape = (meta["n_layers"], meta["d_mlp"], len(languages))
