@@ -114,7 +114,11 @@ def test_sigkill_at_random_moments_resumes_bit_identically(gpt2: Any, tmp_path: 
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "TOKENIZERS_PARALLELISM": "false",  # children are forked
+        },
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -134,7 +138,7 @@ def test_sigkill_at_random_moments_resumes_bit_identically(gpt2: Any, tmp_path: 
         batches: list[Any] = []
         again = collect_stats(gpt2, CORPUS, output_dir=folder, callback=batches.append, **RUN)
         assert batches == [] and again.equal(reference)
-    assert kills >= len(SEEDS) * KILLS_PER_SEED // 2, report
+    assert kills >= 3 * len(SEEDS), report  # kills landed (about 30 in a typical run)
 
 
 # --------------------------------------------------------- a fault between every write
