@@ -211,3 +211,59 @@ def require_file(path: str | os.PathLike[str], *, fix: str) -> Path:
     if not source.is_file():
         raise MissingFileError(f"{source} does not exist or is not a file. {fix}")
     return source
+
+
+# ----- checksummed safetensors (added for crash-safe statistics; issue 12) ------------
+
+CHECKSUM_KEY = "lsn_mech_checksum"
+"""Header key of the checksum `save_checked_safetensors` writes and `verify_checksum` reads."""
+
+
+def content_checksum(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
+    """CRC-32 of every header entry (but the checksum) and every tensor's name, dtype,
+    shape and bytes: safetensors itself notices a torn file but not a flipped byte in
+    the tensor data, nor a hand edit of the header that stays valid JSON."""
+    import zlib
+
+    crc = 0
+    for key in sorted(k for k in metadata if k != CHECKSUM_KEY):
+        crc = zlib.crc32(f"{key}\x00{metadata[key]}\x00".encode(), crc)
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        crc = zlib.crc32(f"{name}\x00{tensor.dtype}\x00{tuple(tensor.shape)}\x00".encode(), crc)
+        crc = zlib.crc32(tensor.reshape(-1).view(torch.uint8).numpy(), crc)
+    return f"crc32:{crc:08x}"
+
+
+def save_checked_safetensors(
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str],
+) -> Path:
+    """`atomic_save_safetensors` with a `content_checksum` in the header."""
+    plain = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
+    header = {key: value for key, value in metadata.items() if key != CHECKSUM_KEY}
+    header[CHECKSUM_KEY] = content_checksum(plain, header)
+    return atomic_save_safetensors(path, plain, header)
+
+
+def verify_checksum(
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, str],
+    *,
+    fix: str,
+    required: bool = True,
+) -> None:
+    """Refuse a file whose content no longer matches the checksum it was written with
+    (damaged on disk or edited by hand). Without a checksum the file is refused when
+    ``required``, else accepted (files written before checksums existed)."""
+    stored = metadata.get(CHECKSUM_KEY)
+    if stored is None:
+        if required:
+            raise _refuse(Path(path), "has no checksum, so lsn_mech did not write it", fix)
+        return
+    if stored != content_checksum(tensors, metadata):
+        raise _refuse(
+            Path(path), "does not match its checksum (damaged on disk or edited by hand)", fix
+        )

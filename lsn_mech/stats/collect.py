@@ -21,6 +21,7 @@ from lsn_mech.corpora.sources import (
     language_windows,
 )
 from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
+from lsn_mech.models.fingerprint import weights_fingerprint
 from lsn_mech.models.limits import check_window
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
 from lsn_mech.models.runtime import capture
@@ -108,6 +109,8 @@ def collect_stats(
         "sites": list(sites),
         "split": split,
     }
+    # the run key covers the weights: a model finetuned in place keeps its id
+    parameters["weights_fingerprint"] = weights_fingerprint(model)
     provenance = corpus_provenance(
         corpus, model_id=model_id(model), method="collect_stats", parameters=parameters
     )
@@ -209,6 +212,8 @@ def _run(
             )
             batches = list(windows.batches(batch_size))
             first = position.batch if language_index == position.language else 0
+            if checkpointer is not None and first > len(batches):
+                raise checkpointer.batch_out_of_range(language, first, len(batches))
             bar.set_description(f"collect_stats [{language}]")
             for batch_index in range(first, len(batches)):
                 mid_batch = True  # a failure now leaves a partial batch in the state

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +14,16 @@ from torch import Tensor
 from lsn_mech.errors import MissingLanguageError, StatisticsMismatchError
 from lsn_mech.provenance import Provenance
 from lsn_mech.stats import quantile_state
-from lsn_mech.stats.accumulators import Accumulator
 from lsn_mech.stats.histogram import Histogram, histogram_quantile
 from lsn_mech.stats.registry import ACCUMULATOR_TYPES as ACCUMULATOR_TYPES  # its old home
-from lsn_mech.stats.registry import accumulator_type
-
-FORMAT_VERSION = 1
-
-
-def build_accumulator(config: Mapping[str, Any]) -> Accumulator:
-    """Recreate an accumulator from the JSON config it recorded."""
-    kind = accumulator_type(str(config["name"]))
-    extra = {k: v for k, v in config.items() if k not in ("name", "sites")}
-    return kind(tuple(config["sites"]), **extra)
+from lsn_mech.stats.registry import build_accumulator as build_accumulator  # its old home
+from lsn_mech.stats.stats_file import (
+    FORMAT,
+    FORMAT_VERSION,
+    LOAD_FIX,
+    read_stats_file,
+    write_stats_file,
+)
 
 
 class SiteValues(dict[str, Tensor]):
@@ -253,7 +249,7 @@ class ActivationStats:
     def metadata(self) -> dict[str, Any]:
         """Everything but the tensors, as JSON-ready data."""
         return {
-            "format": "lsn_mech.ActivationStats",
+            "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "languages": self.languages,
             "n_layers": self.n_layers,
@@ -264,48 +260,30 @@ class ActivationStats:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path`` (``.safetensors``) with the JSON metadata in its header."""
-        from safetensors.torch import save_file
+        """Write ``path`` (``.safetensors``) with the JSON metadata in its header.
 
-        target = _with_suffix(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state.items()}
-        tensors["tokens"] = self.tokens.detach().cpu().contiguous()
-        temporary = target.with_name(target.name + ".tmp")
-        save_file(tensors, str(temporary), metadata={"lsn_mech": json.dumps(self.metadata())})
-        temporary.replace(target)
-        return target
+        The file is committed atomically with a checksum of its content
+        (`lsn_mech.stats.stats_file`), so a crash never leaves half a file and damage is
+        noticed when it is loaded.
+        """
+        return write_stats(self, _with_suffix(path))
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ActivationStats:
-        """Read statistics written by `save`."""
-        from safetensors import safe_open
+    def load(
+        cls, path: str | Path, device: str | torch.device = "cpu", *, fix: str = LOAD_FIX
+    ) -> ActivationStats:
+        """Read statistics written by `save`.
 
+        A truncated, damaged, hand-edited or foreign file (a neuron file, say) raises
+        `lsn_mech.errors.CorruptFileError` naming the file and ``fix``.
+        """
         source = _with_suffix(path)
         if not source.exists():
             raise FileNotFoundError(
                 f"No statistics at {source}. Collect them with `lsn-mech stats` or "
                 "lsn_mech.collect_stats(...).save(path)."
             )
-        with safe_open(str(source), framework="pt", device=str(device)) as handle:
-            raw = handle.metadata() or {}
-            if "lsn_mech" not in raw:
-                raise StatisticsMismatchError(
-                    f"{source} is a safetensors file but not lsn_mech statistics."
-                )
-            meta = json.loads(raw["lsn_mech"])
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-        tokens = tensors.pop("tokens")
-        return cls(
-            languages=list(meta["languages"]),
-            n_layers=int(meta["n_layers"]),
-            d_mlp=int(meta["d_mlp"]),
-            sites=tuple(meta["sites"]),
-            tokens=tokens,
-            state=tensors,
-            accumulators=list(meta["accumulators"]),
-            provenance=Provenance.from_dict(meta["provenance"]),
-        )
+        return read_stats(source, device=device, fix=fix)[0]
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{x}={n:,}" for x, n in zip(self.languages, self.tokens.tolist()))
@@ -313,6 +291,37 @@ class ActivationStats:
             f"ActivationStats(model={self.provenance.model_id!r}, layers={self.n_layers}, "
             f"d_mlp={self.d_mlp}, sites={list(self.sites)}, tokens: {counts})"
         )
+
+
+def write_stats(
+    stats: ActivationStats, path: Path, records: dict[str, dict[str, Any]] | None = None
+) -> Path:
+    """Commit ``stats`` to ``path`` with extra header ``records`` (a run's position)."""
+    tensors = {**stats.state, "tokens": stats.tokens}
+    return write_stats_file(path, tensors, stats.metadata(), records)
+
+
+def read_stats(
+    path: Path,
+    *,
+    device: str | torch.device = "cpu",
+    fix: str = LOAD_FIX,
+    checksum_required: bool = False,
+) -> tuple[ActivationStats, dict[str, str]]:
+    """Statistics written by `write_stats`, checked, and the file's raw header."""
+    meta, tensors, header = read_stats_file(path, fix=fix, checksum_required=checksum_required)
+    tokens = tensors.pop("tokens")
+    stats = ActivationStats(
+        languages=list(meta["languages"]),
+        n_layers=int(meta["n_layers"]),
+        d_mlp=int(meta["d_mlp"]),
+        sites=tuple(meta["sites"]),
+        tokens=tokens.to(device),
+        state={key: value.to(device) for key, value in tensors.items()},
+        accumulators=list(meta["accumulators"]),
+        provenance=Provenance.from_dict(meta["provenance"]),
+    )
+    return stats, header
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,9 @@ process. A new accumulator registers itself with `register_accumulator`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from lsn_mech.errors import LsnMechError
 from lsn_mech.stats.accumulators import Accumulator, MomentAccumulator
 from lsn_mech.stats.positive_counts import PositiveCountAccumulator
@@ -63,3 +66,10 @@ def accumulator_type(name: str) -> type[Accumulator]:
             f"lsn_mech.stats.register_accumulator(MyAccumulator) before loading or merging "
             f"statistics that use it."
         ) from None
+
+
+def build_accumulator(config: Mapping[str, Any]) -> Accumulator:
+    """Recreate an accumulator from the JSON config it recorded."""
+    kind = accumulator_type(str(config["name"]))
+    extra = {k: v for k, v in config.items() if k not in ("name", "sites")}
+    return kind(tuple(config["sites"]), **extra)
