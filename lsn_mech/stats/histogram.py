@@ -342,9 +342,9 @@ def fraction_above(
 ) -> Float[Tensor, "layer d_mlp lang"]:
     """Estimated fraction of each language's values ``> threshold[..., lang]``.
 
-    Exact below the minimum, at or above the maximum, on a point mass, and at a threshold
-    of exactly 0 when the histogram carries the exact count of values ``> 0``. Elsewhere
-    the values inside the threshold's cell are taken as evenly spread; the error is at most
+    Exact below the minimum, at or above the maximum, and at a threshold of exactly 0
+    when the histogram carries the exact count of values ``> 0``. Elsewhere the values
+    inside the threshold's cell are taken as evenly spread; the error is at most
     `fraction_above_error_bound`, at most the cell's share of the values.
     """
     columns = [
