@@ -72,7 +72,13 @@ class Histogram:
 
 
 def bin_index(
-    values: Tensor, low: Tensor, high: Tensor, bins: int, dtype: torch.dtype = torch.long
+    values: Tensor,
+    low: Tensor,
+    high: Tensor,
+    bins: int,
+    dtype: torch.dtype = torch.long,
+    *,
+    nan_safe: bool = True,
 ) -> Tensor:
     """Bin of each value (computed in the inputs' float dtype), as integers of ``dtype``.
 
@@ -81,11 +87,15 @@ def bin_index(
     bins``. A value just below ``high`` whose scaled position rounds up to ``bins`` stays in
     the last interior bin: without that clamp, after a range grew ~30 times around a tiny
     first range, float32 rounding sent values inside the range into the overflow bin.
+    (``x < low`` always maps below 0 before the clamp: ``x − low`` keeps its sign.)
+    ``nan_safe`` sends NaN positions (unset edges) to bin 1 instead of an invalid index;
+    the accumulator's hot path skips that pass.
     """
     position = ((values - low) * (bins / (high - low))).floor_()
-    position = torch.nan_to_num(position, nan=0.0).clamp_(0, bins - 1).add_(1)
-    position.masked_fill_(values < low, 0).masked_fill_(values >= high, bins + 1)
-    return position.to(dtype)
+    if nan_safe:
+        position = torch.nan_to_num(position, nan=0.0)
+    position = position.clamp_(-1, bins - 1).add_(1)
+    return position.masked_fill_(values >= high, bins + 1).to(dtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -217,7 +217,7 @@ def bin_counts(
     `lsn_mech.stats.histogram.bin_index`.
     """
     d_mlp = values.shape[1]
-    index = bin_index(values, low, high, bins, torch.int32)
+    index = bin_index(values, low, high, bins, torch.int32, nan_safe=False)
     offsets = torch.arange(d_mlp, device=values.device, dtype=torch.int32) * (bins + 2)
     flat = einops.rearrange(index + offsets, "token d_mlp -> (token d_mlp)")
     counts = torch.bincount(flat, minlength=d_mlp * (bins + 2))
