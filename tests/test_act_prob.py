@@ -57,14 +57,18 @@ def test_pooled_threshold_scores_and_selection_by_hand() -> None:
     accumulator = QuantileAccumulator(("mlp_pre",), 10, value_range=(0, 10))
     stats = stats_from({"en": [en], "fr": [fr]}, [accumulator])
     result = act_prob_details(stats, threshold="pooled", rate=0.25)  # k = round(0.25·4) = 1
-    # neuron 0: 18 of 20 pooled values ≤ 4.5 → P90 = 4.5; en has 2 of 10 above, fr none
-    # neuron 1: fr's top bin [9, 9.6] holds 3 values; the pooled CDF reaches 0.9 at 9.2
-    #   (torch.quantile: 9.22); 2 of fr's 10 values lie above
+    # torch.quantile's definition: h = 0.9·19 = 17.1 mixes pooled ranks 17 and 18 (0-based)
+    # neuron 0: rank 17 is the last 4.5 (fr is a point mass there: exact), rank 18 the
+    #   first of en's two values in [8, 8.5], placed at mid-rank 8.125 → 4.5 + 0.1·3.625
+    #   (torch.quantile: 4.9); en has 2 of 10 above, fr none
+    # neuron 1: ranks 17 and 18 are the first two of fr's three values in [9, 9.6], at
+    #   mid-ranks 9.1 and 9.3 → 9.12 (torch.quantile: 9.22); fr's estimated share above
+    #   9.12 is 2.4 of 10 (exact: 2 of 10 above 9.22)
     torch.testing.assert_close(
-        result.thresholds[0, :2, 0], torch.tensor([4.5, 9.2], dtype=torch.float64)
+        result.thresholds[0, :2, 0], torch.tensor([4.8625, 9.12], dtype=torch.float64)
     )
     torch.testing.assert_close(
-        result.scores[0], torch.tensor([[0.2, 0.0], [0.0, 0.2], [0.0, 0.0], [0.0, 0.0]]).double()
+        result.scores[0], torch.tensor([[0.2, 0.0], [0.0, 0.24], [0.0, 0.0], [0.0, 0.0]]).double()
     )
     assert sorted(result.neurons["en"]) == [(0, 0)]
     assert sorted(result.neurons["fr"]) == [(0, 1)]
@@ -76,14 +80,18 @@ def test_pooled_threshold_scores_and_selection_by_hand() -> None:
 
 
 def test_selection_takes_the_highest_scores_ties_by_flat_index() -> None:
-    en = columns([0.5] * 9 + [9.5], [0.5] * 8 + [9.5] * 2, [0.5] * 10, [0.5] * 9 + [9.5])
-    fr = columns([0.5] * 10, [0.5] * 10, [0.5] * 10, [0.5] * 10)
-    stats = stats_from(
-        {"en": [en], "fr": [fr]}, [QuantileAccumulator(("mlp_pre",), 10, value_range=(0, 10))]
-    )
+    # quiet tokens are exactly 0: with the moments' exact count of values > 0 the
+    # histogram knows that point mass exactly (one inside a bin elsewhere is spread out)
+    en = columns([0.0] * 9 + [9.5], [0.0] * 8 + [9.5] * 2, [0.0] * 10, [0.0] * 9 + [9.5])
+    fr = columns([0.0] * 10, [0.0] * 10, [0.0] * 10, [0.0] * 10)
+    accumulators = [
+        MomentAccumulator(("mlp_pre",)),
+        QuantileAccumulator(("mlp_pre",), 10, value_range=(0, 10)),
+    ]
+    stats = stats_from({"en": [en], "fr": [fr]}, accumulators)
     neurons = act_prob_90p(stats, threshold="pooled", rate=0.5)  # k = 2
-    # pooled P90 of neuron 1 is 0.5 (18 of 20 values), en has 2/10 above: best;
-    # neurons 0 and 3 tie at 1/10 → the lower index wins
+    # pooled P90 of neuron 1 mixes ranks 17 (0) and 18 (9.5): en has 2/10 above: best;
+    # neurons 0 and 3 (P90 = 0, exact) tie at 1/10 → the lower index wins
     assert sorted(neurons["en"]) == [(0, 0), (0, 1)]
 
 

@@ -41,7 +41,7 @@ from lsn_mech.detect.registry import DetectorSpec, register, run, spec_keywords
 from lsn_mech.errors import StatisticsMismatchError
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.stats.container import ActivationStats
-from lsn_mech.stats.histogram import fraction_above, pooled_quantile
+from lsn_mech.stats.histogram import fraction_above, fraction_above_error_bound, pooled_quantile
 from lsn_mech.stats.percentiles import histogram, quantile
 
 Threshold = Literal["own", "pooled"]
@@ -54,12 +54,16 @@ class ActProbSelection:
 
     ``scores``/``thresholds`` are ``[layer, d_mlp, lang]`` (``"pooled"``: the same
     threshold repeated over languages); ``selected`` is the ``[lang, layer, d_mlp]`` mask.
+    ``score_bounds`` bounds ``|score − exact fraction of tokens above the threshold|``
+    (0 where the histogram knows the count exactly, e.g. a threshold of exactly 0 with
+    the moments' positive counts; see `lsn_mech.stats.histogram.fraction_above_error_bound`).
     """
 
     neurons: LanguageNeurons
     scores: Float[Tensor, "layer d_mlp lang"]
     thresholds: Float[Tensor, "layer d_mlp lang"]
     selected: Tensor
+    score_bounds: Float[Tensor, "layer d_mlp lang"] | None = None
 
 
 def act_prob_scores(
@@ -73,7 +77,10 @@ def act_prob_scores(
     """``(scores, thresholds)``: fraction of each language's tokens above the threshold.
 
     Both are read from `QuantileAccumulator` histograms at ``site``: the fraction above
-    is exact at bin edges and assumes evenly spread values inside a bin.
+    is exact where the counts pin it (below the minimum, at or above the maximum, at a
+    threshold of exactly 0 when the statistics hold the exact positive counts) and
+    assumes evenly spread values inside the threshold's bin elsewhere (error bound:
+    `act_prob_details(...).score_bounds`).
     """
     if not (isinstance(percentile, (int, float)) and 0 < percentile < 100):
         raise DetectorInputError(
@@ -91,6 +98,13 @@ def act_prob_scores(
     except StatisticsMismatchError as error:
         raise DetectorInputError(f"Act Prob {percentile:g}p: {error}") from None
     return fraction_above(hist, cut), cut.contiguous()
+
+
+def _score_bounds(
+    stats: ActivationStats, site: str, thresholds: Float[Tensor, "layer d_mlp lang"]
+) -> Float[Tensor, "layer d_mlp lang"]:
+    """`fraction_above_error_bound` of the scores (the histogram was read just before)."""
+    return fraction_above_error_bound(histogram(stats, site), thresholds)
 
 
 @register("act-prob-90p", label="Act-Prob-90p")
@@ -187,6 +201,7 @@ class ActProbSpec(DetectorSpec):
         derived = {
             "k_per_language": k,
             "score": "fraction of the language's tokens > threshold (histogram estimate)",
+            "quantile": "torch.quantile (linear), per language and pooled alike",
             "tie_break": "flat_index",
         }
         neurons = LanguageNeurons.from_mask(
@@ -196,7 +211,13 @@ class ActProbSpec(DetectorSpec):
             model_id=data.model_id,
             provenance=self.provenance(data, derived),
         )
-        return ActProbSelection(neurons=neurons, scores=scores, thresholds=cuts, selected=selected)
+        return ActProbSelection(
+            neurons=neurons,
+            scores=scores,
+            thresholds=cuts,
+            selected=selected,
+            score_bounds=_score_bounds(stats, self.site, cuts),
+        )
 
 
 @spec_keywords(ActProbSpec)

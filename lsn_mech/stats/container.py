@@ -159,7 +159,8 @@ class ActivationStats:
         callback reading statistics mid-collection) are never served stale.
         """
         counts = self.state.get(f"{site}/hist")
-        key = (site, float(q), id(counts), getattr(counts, "_version", None))
+        positive = self.state.get(f"{site}/positive")  # read too: exact counts at 0
+        key = (site, float(q), id(counts), getattr(counts, "_version", None), id(positive))
         cache: dict[Any, tuple[Tensor, Tensor]] = self.__dict__.setdefault("_quantile_cache", {})
         if key not in cache:
             cache[key] = histogram_quantile(self.histogram(site), q)

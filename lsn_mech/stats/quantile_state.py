@@ -73,6 +73,8 @@ def histogram(state: Mapping[str, Tensor], site: str) -> Histogram:
         high=state[f"{site}/hist_high"],
         vmin=state[f"{site}/hist_min"],
         vmax=state[f"{site}/hist_max"],
+        # the exact count of values > 0 (moments or LAPE counts at this site), if collected
+        positive=state.get(f"{site}/positive"),
     )
 
 

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from lsn_mech.errors import StatisticsMismatchError
 from lsn_mech.stats.accumulators import Accumulator, State
+from lsn_mech.stats.histogram import bin_index
 
 PAPER_QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 """P5, P10, P25, P50, P75, P90, P95: the statistics of Mondal et al. (2025), Table 6."""
@@ -175,18 +176,20 @@ def widen(
     high: Float[Tensor, " d_mlp"],
     batch_min: Float[Tensor, " d_mlp"],
     batch_max: Float[Tensor, " d_mlp"],
-    max_doublings: int = 64,
+    max_doublings: int = 512,
 ) -> None:
     """Double a neuron's range (in place) until it holds the batch, merging bins in pairs.
 
     Growing ``[low, high)`` to ``[low − span, high)`` (or ``[low, high + span)``) makes
-    every new bin exactly the union of two old ones, so the counts stay exact: no value
-    ever lands in a tail bin, and the bound stays one bin width of the current range.
+    every new bin the union of two old ones, so the counts stay exact: no finite value
+    ever lands in a tail bin, and the bound stays one bin width of the current range. The
+    loop runs until every finite batch extreme is inside (a float32 range needs at most
+    ~280 doublings); non-finite values are left to the tails.
     """
     half = (counts.shape[1] - 2) // 2
-    for _ in range(max_doublings):  # non-finite values end up in the tails
-        left = batch_min < low
-        right = (batch_max >= high) & ~left
+    for _ in range(max_doublings):
+        left = (batch_min < low) & batch_min.isfinite()
+        right = (batch_max >= high) & batch_max.isfinite() & ~left
         grow = left | right
         if not bool(grow.any()):
             return
@@ -209,12 +212,12 @@ def bin_counts(
 ) -> Tensor:
     """``[d_mlp, bins + 2]`` counts of one batch: one affine map to bin indices, one bincount.
 
-    Bin 0 is ``x < low``, bin ``bins + 1`` is ``x ≥ high``, bin ``k`` is
-    ``low + (k − 1)·w ≤ x < low + k·w`` with ``w = (high − low) / bins`` (float32).
+    Bin 0 is ``x < low``, bin ``bins + 1`` is ``x ≥ high`` (by comparison), bin ``k`` is
+    ``low + (k − 1)·w ≤ x < low + k·w`` with ``w = (high − low) / bins`` (float32), see
+    `lsn_mech.stats.histogram.bin_index`.
     """
     d_mlp = values.shape[1]
-    scale = bins / (high - low)
-    index = ((values - low) * scale).floor_().clamp_(-1, bins).add_(1).to(torch.int32)
+    index = bin_index(values, low, high, bins, torch.int32, nan_safe=False)
     offsets = torch.arange(d_mlp, device=values.device, dtype=torch.int32) * (bins + 2)
     flat = einops.rearrange(index + offsets, "token d_mlp -> (token d_mlp)")
     counts = torch.bincount(flat, minlength=d_mlp * (bins + 2))
