@@ -122,6 +122,12 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Tensor
             f"{str(resolved)!r} uses neuron format version {version!r}; this lsn_mech reads "
             f"up to version {FORMAT_VERSION}. Upgrade lsn_mech to read it."
         )
+    return meta, tensors
+
+
+def check_fields(meta: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse a header of a known kind that lacks a field or holds one of the wrong type
+    (a hand edit), before any of it is used to rebuild the neurons."""
     fields: dict[str, type | tuple[type, ...]] = {
         "kind": str,
         "n_layers": int,
@@ -132,16 +138,17 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Tensor
     if meta.get("kind") == "LanguageNeurons":
         fields["languages"] = list
     try:
-        require_fields(resolved, meta, fields, fix=REWRITE)
+        require_fields(load_path(path), meta, fields, fix=REWRITE)
     except CorruptFileError as exc:
         raise NeuronFormatError(str(exc)) from None
-    return meta, tensors
 
 
 def check_kind(meta: dict[str, Any], path: str | os.PathLike[str], expected: str) -> None:
-    """Raise unless the file holds ``expected`` (``"NeuronSet"`` or ``"LanguageNeurons"``)."""
+    """Raise unless the file holds ``expected`` (``"NeuronSet"`` or ``"LanguageNeurons"``)
+    with every field that kind needs."""
     kind = meta.get("kind")
     if kind == expected:
+        check_fields(meta, path)
         return
     if kind == "LanguageNeurons":
         raise NeuronFormatError(
