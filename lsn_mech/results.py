@@ -50,6 +50,10 @@ class ResultFormatError(LsnMechError, ValueError):
     """A result file is not of the expected kind, or not a lsn_mech result at all."""
 
 
+class ResultFileMissingError(ResultFormatError, FileNotFoundError):
+    """A result file that was asked for is not there (or is a folder)."""
+
+
 class ResultOperationError(LsnMechError, NotImplementedError):
     """A result was asked for a view it does not have (a table, a plot)."""
 
@@ -124,6 +128,11 @@ def read_result_json(path: str | Path, expected: str | type | None = None) -> di
     source = Path(path)
     if not source.exists() and json_path(source).exists():
         source = json_path(source)
+    if not source.is_file():
+        problem = "is a folder" if source.is_dir() else "does not exist"
+        raise ResultFileMissingError(
+            f"{source} {problem}: give the path of a result JSON file that .save() wrote."
+        )
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

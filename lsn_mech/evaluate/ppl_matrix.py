@@ -14,6 +14,7 @@ from lsn_mech.corpora.sources import (
     corpus_provenance,
     language_windows,
 )
+from lsn_mech.errors import InvalidSettingError
 from lsn_mech.evaluate.perplexity import Perplexity, perplexity
 from lsn_mech.interventions import deactivate
 from lsn_mech.models.protocol import HookedModel, model_id
@@ -102,7 +103,7 @@ class PPLChangeMatrix(Result):
         )
 
     def __str__(self) -> str:
-        width = max(12, *(len(r) + 2 for r in self.rows))
+        width = max([12, *(len(r) + 2 for r in self.rows)])
         cell = 18
         header = "deactivated".ljust(width) + "".join(c.rjust(cell) for c in self.columns)
         lines = [header, "base PPL".ljust(width) + "".join(f"{b:{cell}.2f}" for b in self.base)]
@@ -175,6 +176,11 @@ def ppl_change_matrix(
     ``NeuronSet`` (add random baselines as extra rows). Columns default to the languages
     the corpus and the neuron sets share.
     """
+    if not neuron_sets:
+        raise InvalidSettingError(
+            "neuron_sets is empty: pass {name: NeuronSet} rows to deactivate (a "
+            "LanguageNeurons works), or use lsn_mech.evaluate.perplexity for the base PPL alone."
+        )
     available = corpus_languages(corpus)
     columns = (
         list(languages) if languages is not None else [x for x in neuron_sets if x in available]
