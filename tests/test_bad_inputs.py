@@ -28,25 +28,13 @@ CASES = table.all_cases()
 # are merged, each with the part that fixes it: ckpt (statistics checkpoints and files),
 # resume (every other file kind), validate (settings checked before compute), wrongobj
 # (wrong objects), cli (one-line errors). Remove an entry once its case passes (XPASS).
+# Under pytest the run-time type checker refuses some wrong-kind inputs before the library
+# sees them; those pass here, and `benchmarks/bad_input_census.py` (run as a user runs,
+# without the checker) lists them among the cases that end badly.
 FAILS_TODAY: dict[str, str] = {
-    "facade:deactivate:languageneurons-where-one-neuronset-is-meant": "wrongobj",
-    "facade:deactivate:none-for-the-neurons": "wrongobj",
-    "facade:deactivate:plain-list-of-indices-for-the-neurons": "wrongobj",
-    "facade:deactivate:a-string-for-the-model": "wrongobj",
-    "facade:deactivate:raw-hf-module-for-the-model": "wrongobj",
-    "facade:set_to:the-string-mean-as-value": "wrongobj",
-    "facade:set_to:none-as-value": "wrongobj",
-    "facade:set_to:a-dict-of-strings-as-value": "wrongobj",
-    "facade:set_to:languageneurons-with-a-scalar": "wrongobj",
     "facade:activate:statistics-of-another-model-tiny-gpt2-on-tiny-llama": "wrongobj",
-    "facade:activate:whole-activationstats-instead-of-stats-language": "wrongobj",
-    "facade:activate:a-language-name-instead-of-statistics": "wrongobj",
-    "facade:scale:the-string-x2-as-factor": "wrongobj",
-    "facade:add:languageneurons-where-one-neuronset-is-meant": "wrongobj",
-    "facade:compose:a-neuronset-among-the-interventions": "wrongobj",
     "facade:load_model:a-folder-that-holds-no-model": "cli",
     "facade:load_model:device-that-does-not-exist": "validate",
-    "facade:load_model:an-integer-as-source": "wrongobj",
     "collect_stats:collect_stats:window-4096-beyond-the-256-token-context-of-tiny-gpt2": "validate",
     "collect_stats:collect_stats:window-300-beyond-the-256-token-context-of-tiny-llama": "validate",
     "collect_stats:collect_stats:batch-size-0": "validate",
@@ -54,24 +42,18 @@ FAILS_TODAY: dict[str, str] = {
     "collect_stats:collect_stats:unknown-site": "validate",
     "collect_stats:collect_stats:none-as-corpus": "wrongobj",
     "collect_stats:collect_stats:a-list-of-strings-as-corpus": "wrongobj",
-    "collect_stats:collect_stats:accumulators-given-as-strings": "wrongobj",
     "collect_stats:collect_stats:output-dir-is-an-existing-file": "validate",
     "collect_stats:collect_stats:output-dir-under-an-unwritable-folder": "validate",
     "collect_stats:collect_stats:checkpoint-every-0": "validate",
     "collect_stats:collect_stats:nan-in-the-activations": "wrongobj",
     "detect:act-prob-90p:all-zero-statistics-nothing-to-select": "wrongobj",
-    "detect:lap:a-string-as-source": "wrongobj",
     "detect:lap:all-zero-statistics-nothing-to-select": "wrongobj",
-    "detect:lape:a-string-as-source": "wrongobj",
     "detect:lape:all-zero-statistics-nothing-to-select": "wrongobj",
-    "detect:lave:a-string-as-source": "wrongobj",
     "detect:lave:all-zero-statistics-nothing-to-select": "wrongobj",
-    "detect:random:a-string-as-source": "wrongobj",
     "evaluate:perplexity:window-4096-beyond-the-context-of-tiny-gpt2": "validate",
     "evaluate:perplexity:window-300-beyond-the-context-of-tiny-llama": "validate",
     "evaluate:perplexity:none-as-texts": "wrongobj",
     "evaluate:perplexity:an-integer-as-texts": "wrongobj",
-    "evaluate:ppl_change_matrix:languageneurons-as-a-value-of-the-mapping": "wrongobj",
     "evaluate:ppl_change_matrix:window-beyond-the-context-of-tiny-llama": "validate",
     "neurons:save:into-a-folder-that-is-a-file": "resume",
     "neurons:save:into-an-unwritable-folder": "resume",
@@ -91,9 +73,7 @@ FAILS_TODAY: dict[str, str] = {
     "stats:load:statistics-file-header-flip": "ckpt",
     "stats:load:statistics-file-with-a-flipped-byte-in-a-tensor": "ckpt",
     "peft:masked_lora:empty-neuron-set": "wrongobj",
-    "peft:masked_lora:languageneurons-where-one-neuronset-is-meant": "wrongobj",
     "peft:load_masked_lora:truncated-adapter-files": "resume",
-    "peft:neuron_module_masks:languageneurons": "wrongobj",
     "experiments:deactivation_value_ppl:statistics-of-another-model": "wrongobj",
     "cli:lsn-mech:no-command": "cli",
     "cli:lsn-mech:unknown-command": "cli",
@@ -381,8 +361,9 @@ def test_census_counts_every_case(env: table.Env) -> None:
     spec = importlib.util.spec_from_file_location("bad_input_census", path)
     census = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(census)  # type: ignore[union-attr]
-    cases = [case for case in CASES if case.area in ("results", "corpora")][:12]
-    outcomes, by_area = census.count(cases, env, type_checked=True)
+    cases = [case for case in CASES if case.area == "results"][:6]
+    cases += [case for case in CASES if case.area == "corpora"][:6]
+    outcomes, by_area, _ = census.count(cases, env, type_checked=True)
     assert set(outcomes) == {case.id for case in cases}
     rows = {line.split("|")[1].strip(): line for line in census.markdown(by_area).splitlines()}
     for area in ("results", "corpora", "**all**"):
