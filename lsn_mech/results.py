@@ -36,8 +36,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
-from lsn_mech.errors import CorruptFileError, LsnMechError
-from lsn_mech.files import atomic_write, atomic_write_text, read_json, require_file
+from lsn_mech.errors import CorruptFileError, LsnMechError, MissingFileError
+from lsn_mech.files import atomic_write, atomic_write_text, read_json
 from lsn_mech.provenance import Provenance
 
 T = TypeVar("T")
@@ -50,6 +50,10 @@ _RESULT_CLASSES: dict[str, type[Result]] = {}
 class ResultFormatError(CorruptFileError):
     """A result file is not of the expected kind, or not a lsn_mech result at all (a
     `CorruptFileError`, so also a `LsnMechError` and a ``ValueError``)."""
+
+
+class ResultFileMissingError(ResultFormatError, MissingFileError):
+    """A result file that was asked for is not there (or is a folder)."""
 
 
 class ResultOperationError(LsnMechError, NotImplementedError):
@@ -126,7 +130,9 @@ def read_result_json(path: str | Path, expected: str | type | None = None) -> di
     if not source.exists() and json_path(source).exists():
         source = json_path(source)
     fix = "Pass a file a result's save() wrote, or run the step that writes it again."
-    require_file(source, fix=fix)
+    if not source.is_file():
+        problem = "is a folder" if source.is_dir() else "does not exist"
+        raise ResultFileMissingError(f"{source} {problem}. {fix}")
     try:
         data = read_json(source, fix=fix, kind=object)
     except CorruptFileError as exc:

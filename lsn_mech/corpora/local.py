@@ -110,6 +110,8 @@ def from_files(
         raise CorpusArgumentError(f"format must be one of {_FORMATS} or None; got {format!r}.")
     if not paths_by_language:
         raise CorpusArgumentError("Give at least one language: from_files({'fr': 'fr.txt'}).")
+    if sample_by not in _SAMPLE_BY:
+        raise CorpusArgumentError(f"sample_by must be one of {_SAMPLE_BY}; got {sample_by!r}.")
     parts = []
     files_meta: dict[str, list[str]] = {}
     formats_meta: dict[str, list[str]] = {}
@@ -121,7 +123,7 @@ def from_files(
         pieces = []
         for fmt, files in by_format.items():
             kwargs: dict[str, Any] = {"sample_by": sample_by} if fmt == "text" else {}
-            ds = datasets.load_dataset(fmt, data_files=files, split="train", **kwargs)
+            ds = _load_files(language, fmt, files, kwargs)
             column = "text" if fmt == "text" else text_column
             if column not in ds.column_names:
                 raise CorpusArgumentError(
@@ -152,6 +154,27 @@ def from_files(
         languages=[str(lang) for lang in paths_by_language],
         metadata={"files": files_meta, "formats": formats_meta, "sample_by": sample_by},
     )
+
+
+_SAMPLE_BY = ("line", "paragraph", "document")
+
+
+def _load_files(language: str, fmt: str, files: list[str], kwargs: dict[str, Any]) -> Any:
+    """``datasets.load_dataset`` of local files, with its generation errors (an empty or
+    undecodable file) turned into errors that name the file."""
+    import datasets
+
+    names = ", ".join(files)
+    if all(os.path.isfile(f) and os.path.getsize(f) == 0 for f in files):
+        raise EmptyCorpusError(f"Language {language!r} has no text: {names} is empty.")
+    try:
+        return datasets.load_dataset(fmt, data_files=files, split="train", **kwargs)
+    except datasets.exceptions.DatasetGenerationError as exc:
+        cause = exc.__cause__ or exc
+        raise CorpusArgumentError(
+            f"{names} ({language!r}) cannot be read as {fmt} ({type(cause).__name__}: "
+            f"{str(cause)[:120]}). Save it as UTF-8 {fmt}, or pass format=... for its kind."
+        ) from None
 
 
 # ----- the hub --------------------------------------------------------------------------

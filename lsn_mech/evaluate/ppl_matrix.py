@@ -14,7 +14,7 @@ from lsn_mech.corpora.sources import (
     corpus_provenance,
     language_windows,
 )
-from lsn_mech.errors import WrongInputError
+from lsn_mech.errors import InvalidSettingError, WrongInputError
 from lsn_mech.evaluate.perplexity import Perplexity, perplexity
 from lsn_mech.interventions import deactivate
 from lsn_mech.models.checks import expect_hooked_model
@@ -106,7 +106,7 @@ class PPLChangeMatrix(Result):
         )
 
     def __str__(self) -> str:
-        width = max(12, *(len(r) + 2 for r in self.rows))
+        width = max([12, *(len(r) + 2 for r in self.rows)])
         cell = 18
         header = "deactivated".ljust(width) + "".join(c.rjust(cell) for c in self.columns)
         lines = [header, "base PPL".ljust(width) + "".join(f"{b:{cell}.2f}" for b in self.base)]
@@ -193,6 +193,11 @@ def ppl_change_matrix(
     ``NeuronSet`` (add random baselines as extra rows). Columns default to the languages
     the corpus and the neuron sets share.
     """
+    if not neuron_sets:
+        raise InvalidSettingError(
+            "neuron_sets is empty: pass {name: NeuronSet} rows to deactivate (a "
+            "LanguageNeurons works), or use lsn_mech.evaluate.perplexity for the base PPL alone."
+        )
     _check_rows(model, neuron_sets)
     check_window(model, window, texts=corpus)
     check_count("batch_size", batch_size)

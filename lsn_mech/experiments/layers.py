@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from lsn_mech._version import __version__
+from lsn_mech.errors import WrongInputError
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance
@@ -115,6 +116,11 @@ def layer_distribution(neurons: LanguageNeurons) -> LayerDistribution:
         >>> d.counts, d.union, d.shared
         ([[2, 1], [1, 0]], [2, 1], [1, 0])
     """
+    if not isinstance(neurons, LanguageNeurons):
+        raise WrongInputError(
+            f"layer_distribution needs LanguageNeurons (one set per language), got "
+            f"{type(neurons).__name__}; wrap one set as LanguageNeurons({{'fr': neuron_set}})."
+        )
     source = neurons.provenance
     return LayerDistribution(
         languages=list(neurons.languages),

@@ -17,7 +17,12 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, WrongInputError
+from lsn_mech.errors import (
+    InvalidSettingError,
+    MissingLanguageError,
+    NeuronShapeMismatchError,
+    WrongInputError,
+)
 from lsn_mech.neurons import file_format
 from lsn_mech.neurons.neuron_set import DEFAULT_SITE, NeuronSet, Overlap
 from lsn_mech.provenance import Provenance
@@ -145,6 +150,11 @@ class LanguageNeurons(Mapping[str, NeuronSet]):
     def __init__(
         self, sets: Mapping[str, NeuronSet], *, provenance: Provenance | None = None
     ) -> None:
+        if not isinstance(sets, Mapping):
+            raise WrongInputError(
+                f"LanguageNeurons needs a mapping {{language: NeuronSet}}, e.g. "
+                f"LanguageNeurons({{'fr': fr_set}}), got {type(sets).__name__}."
+            )
         items = dict(sets)
         if not items:
             raise MissingLanguageError(
@@ -153,7 +163,9 @@ class LanguageNeurons(Mapping[str, NeuronSet]):
         first_language, first = next(iter(items.items()))
         for language, neuron_set in items.items():
             if not isinstance(language, str) or not language:
-                raise TypeError(f"Language codes must be non-empty strings, got {language!r}.")
+                raise WrongInputError(
+                    f"Language codes must be non-empty strings, got {language!r}."
+                )
             if not isinstance(neuron_set, NeuronSet):
                 raise WrongInputError(
                     f"Language {language!r}: expected a NeuronSet, got {type(neuron_set).__name__}"
@@ -276,7 +288,7 @@ class LanguageNeurons(Mapping[str, NeuronSet]):
     def overlap_matrix(self, kind: OverlapKind = "jaccard") -> OverlapMatrix:
         """Pairwise overlaps of all languages (``"jaccard"`` or ``"intersection"``)."""
         if kind not in ("jaccard", "intersection"):
-            raise ValueError(f"kind must be 'jaccard' or 'intersection', got {kind!r}.")
+            raise InvalidSettingError(f"kind must be 'jaccard' or 'intersection', got {kind!r}.")
         masks = self.to_mask().reshape(len(self), -1).to(torch.float64)
         inter = masks @ masks.T
         if kind == "intersection":
@@ -309,7 +321,7 @@ class LanguageNeurons(Mapping[str, NeuronSet]):
     def shared(self, min_languages: int = 2) -> NeuronSet:
         """Neurons that belong to at least ``min_languages`` languages."""
         if min_languages < 1:
-            raise ValueError(f"min_languages must be at least 1, got {min_languages}.")
+            raise InvalidSettingError(f"min_languages must be at least 1, got {min_languages}.")
         counts = self.to_mask().sum(dim=0)
         return NeuronSet.from_mask(counts >= min_languages, site=self.site, model_id=self.model_id)
 

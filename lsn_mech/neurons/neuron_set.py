@@ -112,6 +112,11 @@ class NeuronSet:
         site: str = DEFAULT_SITE,
         model_id: str | None = None,
     ) -> None:
+        if isinstance(indices_per_layer, (str, bytes)) or not hasattr(indices_per_layer, "__len__"):
+            raise WrongInputError(
+                f"NeuronSet needs one list of neuron indices per layer, e.g. "
+                f"NeuronSet([[3, 5], [], [0]], d_mlp=...), got {type(indices_per_layer).__name__}."
+            )
         _check_shape(len(indices_per_layer), d_mlp, site)
         layers = tuple(
             _clean_layer(layer, values, d_mlp) for layer, values in enumerate(indices_per_layer)
@@ -364,7 +369,7 @@ class NeuronSet:
             hint = f"; pick one language, e.g. neurons[{languages[0]!r}]" if languages else ""
             raise WrongInputError(
                 f"cannot {what} a NeuronSet and a {type(other).__name__}{hint}. "
-                "Both operands must be NeuronSets."
+                "Both operands must be NeuronSets: pass a NeuronSet."
             )
         if self.is_compatible(other):
             return
@@ -570,20 +575,25 @@ def _clean_layer(layer: int, values: Tensor | Sequence[int], d_mlp: int) -> Tens
     """Validate one layer's indices and return them sorted, unique, int64, on CPU."""
     if isinstance(values, Tensor):
         if values.dtype == torch.bool or values.is_floating_point() or values.is_complex():
-            raise TypeError(
+            raise WrongInputError(
                 f"Layer {layer}: neuron indices must be an integer tensor, got {values.dtype}"
                 + (" (for a mask use NeuronSet.from_mask)" if values.dtype == torch.bool else "")
             )
         if values.ndim > 1:
-            raise TypeError(
+            raise WrongInputError(
                 f"Layer {layer}: expected a 1-D tensor of neuron indices, got shape "
                 f"{tuple(values.shape)}."
             )
         t = values.detach().to(device="cpu", dtype=torch.int64).reshape(-1)
     else:
         if isinstance(values, (str, bytes)):
-            raise TypeError(f"Layer {layer}: expected neuron indices, got {values!r}.")
-        t = torch.tensor([operator.index(v) for v in values], dtype=torch.int64)
+            raise WrongInputError(f"Layer {layer}: expected neuron indices, got {values!r}.")
+        try:
+            t = torch.tensor([operator.index(v) for v in values], dtype=torch.int64)
+        except TypeError:
+            raise WrongInputError(
+                f"Layer {layer}: neuron indices must be whole numbers, got {values!r}."
+            ) from None
     if t.numel():
         bad = t[(t < 0) | (t >= d_mlp)]
         if bad.numel():

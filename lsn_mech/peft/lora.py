@@ -360,6 +360,7 @@ def masked_lora(
     """
     expect_neuron_set(neurons, caller="lsn_mech.peft.masked_lora")
     _check_kwargs(lora_kwargs)
+    _check_hyperparameters(r, alpha, dropout)
     hf = _plain(model)
     spec = MaskedLoraSpec(
         neurons=neurons,
@@ -426,6 +427,16 @@ def _install_masks(peft_model: PeftModel, spec: MaskedLoraSpec) -> None:
             )
         table[spec.adapter_name] = MaskedLoraLinear.wrap(current, mask)
     object.__setattr__(peft_model, _SPEC_ATTR, spec)
+
+
+def _check_hyperparameters(r: int, alpha: int, dropout: float) -> None:
+    """Refuse a rank, alpha or dropout PEFT would reject deep inside its own code."""
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise MaskedLoraError(f"r (the LoRA rank) must be a whole number >= 1, got {r!r}.")
+    if not alpha > 0:
+        raise MaskedLoraError(f"alpha must be > 0, got {alpha!r} (the paper uses alpha=2*r).")
+    if not 0.0 <= dropout < 1.0:
+        raise MaskedLoraError(f"dropout must lie in [0, 1), got {dropout!r}.")
 
 
 def masked_lora_spec(peft_model: nn.Module) -> MaskedLoraSpec:

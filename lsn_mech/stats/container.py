@@ -11,7 +11,7 @@ import torch
 from jaxtyping import Float, Int64
 from torch import Tensor
 
-from lsn_mech.errors import MissingLanguageError, StatisticsMismatchError
+from lsn_mech.errors import InvalidSettingError, MissingLanguageError, StatisticsMismatchError
 from lsn_mech.provenance import Provenance
 from lsn_mech.stats import quantile_state
 from lsn_mech.stats.histogram import Histogram, histogram_quantile
@@ -118,6 +118,7 @@ class ActivationStats:
         """Quantile ``q`` per neuron and language (float64; needs a `QuantileAccumulator`,
         or a `BatchQuantileAccumulator` for ``estimate="batch_mean"``; see
         `lsn_mech.stats.percentiles`)."""
+        _check_quantile(q)
         if estimate == "histogram":
             return self._histogram_quantile(q, site)[0]
         quantile_state.check_estimate(estimate)
@@ -133,6 +134,7 @@ class ActivationStats:
         The larger width of the (at most two) histogram bins that hold the order statistics
         the quantile interpolates; see `lsn_mech.stats.histogram.histogram_quantile`.
         """
+        _check_quantile(q)
         return self._histogram_quantile(q, site)[1]
 
     def statistic(
@@ -227,6 +229,11 @@ class ActivationStats:
     def subset(self, languages: Iterable[str]) -> ActivationStats:
         """Statistics of some languages only, in the order given."""
         wanted = list(languages)
+        if not wanted:
+            raise InvalidSettingError(
+                f"subset() needs at least one language; these statistics have "
+                f"{', '.join(self.languages)}."
+            )
         index = torch.tensor([self.language_index(x) for x in wanted])
         state = {k: v.index_select(-1, index.to(v.device)) for k, v in self.state.items()}
         tokens = self.tokens.index_select(0, index.to(self.tokens.device))
@@ -386,3 +393,9 @@ def _with_suffix(path: str | Path) -> Path:
         if target.suffix == ".safetensors"
         else target.with_name(target.name + ".safetensors")
     )
+
+
+def _check_quantile(q: float | int) -> None:
+    """Refuse ``q`` outside [0, 1] (and NaN) before any state is read."""
+    if not 0.0 <= q <= 1.0:
+        raise InvalidSettingError(f"A quantile must lie in [0, 1], got {q!r} (use 0.9 for P90).")

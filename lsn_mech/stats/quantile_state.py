@@ -16,7 +16,7 @@ from typing import Literal
 from jaxtyping import Float
 from torch import Tensor
 
-from lsn_mech.errors import StatisticsMismatchError
+from lsn_mech.errors import InvalidSettingError, StatisticsMismatchError
 from lsn_mech.stats.histogram import Histogram
 from lsn_mech.stats.quantiles import batch_key
 
@@ -38,7 +38,7 @@ def parse_statistic(name: str) -> float | None:
         return None
     match = _NAME.match(name)
     if match is None or float(match.group(1)) > 100:
-        raise ValueError(
+        raise InvalidSettingError(
             f"Unknown statistic {name!r}; use 'mean' or a percentile 'p<0…100>' such as "
             f"{', '.join(STATISTICS[1:])}."
         )
@@ -48,7 +48,9 @@ def parse_statistic(name: str) -> float | None:
 def check_estimate(estimate: str) -> None:
     """Raise unless ``estimate`` names a quantile estimate."""
     if estimate not in ESTIMATES:
-        raise ValueError(f"estimate must be 'histogram' or 'batch_mean', got {estimate!r}.")
+        raise InvalidSettingError(
+            f"estimate must be 'histogram' or 'batch_mean', got {estimate!r}."
+        )
 
 
 def quantile_sites(

@@ -70,6 +70,16 @@ def static_car(
         raise RoutingError(
             f"car_formula must be one of {CAR_FORMULAS} or a float in [0, 1], got {formula!r}."
         )
+    if not phi.shape == general.shape == specific.shape:
+        raise RoutingError(
+            f"phi {tuple(phi.shape)}, general {tuple(general.shape)} and specific "
+            f"{tuple(specific.shape)} must all be [layer, d_mlp] of the same model."
+        )
+    out_of_range = [layer for layer in layers if not 0 <= layer < phi.shape[0]]
+    if out_of_range:
+        raise RoutingError(
+            f"Layers {out_of_range} are out of range: the model has {phi.shape[0]} layers."
+        )
     if bool((phi < 0).any()) or not bool(torch.isfinite(phi).all()):
         raise RoutingError(
             "Awareness scores must be finite and non-negative (Φ = |ΔL|); check the scores."

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -49,6 +50,17 @@ LOG_FORMAT = "lsn_mech.TrainingLog"
 
 class TrainingSetupError(LsnMechError, ValueError):
     """Masks, batches or parameters handed to the training loop do not fit together."""
+
+
+def _check_settings(steps: int | None, lr: float, weight_decay: float) -> None:
+    """Refuse settings AdamW or the step loop would reject with a raw error (or run on
+    with a NaN learning rate)."""
+    if steps is not None and (isinstance(steps, bool) or steps < 0):
+        raise TrainingSetupError(f"steps must be >= 0 or None (until every batch), got {steps}.")
+    if not (math.isfinite(lr) and lr >= 0):
+        raise TrainingSetupError(f"lr must be a finite number >= 0, got {lr} (the paper: 5e-5).")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise TrainingSetupError(f"weight_decay must be a finite number >= 0, got {weight_decay}.")
 
 
 # ---------------------------------------------------------------------------- loss
@@ -384,7 +396,13 @@ def selective_finetune(
     """
     if grad_accumulation < 1:
         raise TrainingSetupError(f"grad_accumulation must be at least 1, got {grad_accumulation}.")
+    _check_settings(steps, lr, weight_decay)
     pairs = list(batches_by_pair)
+    if not pairs:
+        raise TrainingSetupError(
+            "batches_by_pair is empty: give at least one language pair's batches, e.g. "
+            "{('en', 'fr'): batches}."
+        )
     masked = _resolve(hf_model, pairs, trainable)
     trainable_params = _collect_trainable(masked)
     extra = list(dict.fromkeys(extra_parameters))
