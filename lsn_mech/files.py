@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from lsn_mech.errors import CorruptFileError, MissingFileError
+from lsn_mech.errors import CorruptFileError, MissingFileError, OutputFolderError
 
 TEMPORARY_SUFFIX = ".partial"
 """Suffix of files being written; a killed process may leave one, and nothing reads them."""
@@ -51,10 +51,16 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     untouched. Returns ``path``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     temporary = temporary_path(target)
     try:
-        write(temporary)
+        try:
+            write(temporary)
+        except (PermissionError, IsADirectoryError, NotADirectoryError) as error:
+            raise OutputFolderError(
+                f"{target} cannot be written ({error.strerror or error}); "
+                "save to a folder you can write to."
+            ) from None
         with open(temporary, "rb+") as handle:
             handle.flush()
             os.fsync(handle.fileno())
@@ -267,3 +273,37 @@ def verify_checksum(
         raise _refuse(
             Path(path), "does not match its checksum (damaged on disk or edited by hand)", fix
         )
+
+
+def make_folder(folder: str | os.PathLike[str], *, argument: str | None = None) -> Path:
+    """Create ``folder`` (and its parents), or raise `OutputFolderError` naming it (and
+    ``argument``, the setting that chose it) instead of a raw ``FileExistsError``."""
+    path = Path(folder)
+    named = f"{argument} {path}" if argument else str(path)
+    if path.exists() and not path.is_dir():
+        raise OutputFolderError(f"{named} is a file, not a folder; pass a folder path.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputFolderError(
+            f"{named} cannot be created ({error.strerror or error}); "
+            "pass a folder you can write to."
+        ) from None
+    return path
+
+
+def prepare_folder(folder: str | os.PathLike[str], *, argument: str | None = None) -> Path:
+    """`make_folder`, then prove it writable (a probe file written and removed): results
+    need a home before the work that makes them starts."""
+    path = make_folder(folder, argument=argument)
+    named = f"{argument} {path}" if argument else str(path)
+    probe = path / f".lsn_mech_write_probe_{os.getpid()}"
+    try:
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as error:
+        raise OutputFolderError(
+            f"{named} cannot be written ({error.strerror or error}); "
+            "pass a folder you can write to."
+        ) from None
+    return path

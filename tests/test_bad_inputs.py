@@ -24,107 +24,13 @@ from lsn_mech.errors import LsnMechError
 
 CASES = table.all_cases()
 
-# Cases that end badly on main (with the badinputs fixes) before the other parts of issue 12
-# are merged, each with the part that fixes it: ckpt (statistics checkpoints and files),
-# resume (every other file kind), validate (settings checked before compute), wrongobj
-# (wrong objects), cli (one-line errors). Remove an entry once its case passes (XPASS).
+# Cases that ended badly before the parts of issue 12
+# are merged, each with the part that fixes it. Empty: every case ends well. A case that
+# must fail for a known reason goes here with that reason (xfail, not strict).
 # Under pytest the run-time type checker refuses some wrong-kind inputs before the library
 # sees them; those pass here, and `benchmarks/bad_input_census.py` (run as a user runs,
 # without the checker) lists them among the cases that end badly.
-FAILS_TODAY: dict[str, str] = {
-    "facade:activate:statistics-of-another-model-tiny-gpt2-on-tiny-llama": "wrongobj",
-    "facade:load_model:a-folder-that-holds-no-model": "cli",
-    "facade:load_model:device-that-does-not-exist": "validate",
-    "collect_stats:collect_stats:window-4096-beyond-the-256-token-context-of-tiny-gpt2": "validate",
-    "collect_stats:collect_stats:window-300-beyond-the-256-token-context-of-tiny-llama": "validate",
-    "collect_stats:collect_stats:batch-size-0": "validate",
-    "collect_stats:collect_stats:batch-size-2": "validate",
-    "collect_stats:collect_stats:unknown-site": "validate",
-    "collect_stats:collect_stats:none-as-corpus": "wrongobj",
-    "collect_stats:collect_stats:a-list-of-strings-as-corpus": "wrongobj",
-    "collect_stats:collect_stats:output-dir-is-an-existing-file": "validate",
-    "collect_stats:collect_stats:output-dir-under-an-unwritable-folder": "validate",
-    "collect_stats:collect_stats:checkpoint-every-0": "validate",
-    "collect_stats:collect_stats:nan-in-the-activations": "wrongobj",
-    "detect:act-prob-90p:all-zero-statistics-nothing-to-select": "wrongobj",
-    "detect:lap:all-zero-statistics-nothing-to-select": "wrongobj",
-    "detect:lape:all-zero-statistics-nothing-to-select": "wrongobj",
-    "detect:lave:all-zero-statistics-nothing-to-select": "wrongobj",
-    "evaluate:perplexity:window-4096-beyond-the-context-of-tiny-gpt2": "validate",
-    "evaluate:perplexity:window-300-beyond-the-context-of-tiny-llama": "validate",
-    "evaluate:perplexity:none-as-texts": "wrongobj",
-    "evaluate:perplexity:an-integer-as-texts": "wrongobj",
-    "evaluate:ppl_change_matrix:window-beyond-the-context-of-tiny-llama": "validate",
-    "neurons:save:into-a-folder-that-is-a-file": "resume",
-    "neurons:save:into-an-unwritable-folder": "resume",
-    "neurons:load:neuron-file-missing": "resume",
-    "neurons:load:neuron-file-folder": "resume",
-    "stats:merge:a-neuronset": "wrongobj",
-    "stats:to:a-device-that-does-not-exist": "validate",
-    "stats:save:into-a-folder-that-is-a-file": "ckpt",
-    "stats:load:a-neuron-file": "ckpt",
-    "stats:load:a-json-file": "ckpt",
-    "stats:load:statistics-file-missing": "ckpt",
-    "stats:load:statistics-file-folder": "ckpt",
-    "stats:load:statistics-file-empty": "ckpt",
-    "stats:load:statistics-file-half": "ckpt",
-    "stats:load:statistics-file-eight-bytes": "ckpt",
-    "stats:load:statistics-file-garbage": "ckpt",
-    "stats:load:statistics-file-header-flip": "ckpt",
-    "stats:load:statistics-file-with-a-flipped-byte-in-a-tensor": "ckpt",
-    "peft:masked_lora:empty-neuron-set": "wrongobj",
-    "peft:load_masked_lora:truncated-adapter-files": "resume",
-    "experiments:deactivation_value_ppl:statistics-of-another-model": "wrongobj",
-    "cli:lsn-mech:no-command": "cli",
-    "cli:lsn-mech:unknown-command": "cli",
-    "cli:lsn-mech info:unexpected-argument": "cli",
-    "cli:lsn-mech stats:unknown-flag": "cli",
-    "cli:lsn-mech stats:batch-size-not-a-number": "cli",
-    "cli:lsn-mech stats:batch-size-0": "validate",
-    "cli:lsn-mech stats:unknown-dtype": "cli",
-    "cli:lsn-mech stats:device-that-does-not-exist": "validate",
-    "cli:lsn-mech stats:output-is-an-existing-file": "validate",
-    "cli:lsn-mech stats:output-under-an-unwritable-folder": "validate",
-    "cli:lsn-mech stats:config-file-not-json": "cli",
-    "cli:lsn-mech ppl:unknown-flag": "cli",
-    "cli:lsn-mech ppl:batch-size-not-a-number": "cli",
-    "cli:lsn-mech ppl:unknown-dtype": "cli",
-    "cli:lsn-mech ppl:device-that-does-not-exist": "validate",
-    "cli:lsn-mech ppl:output-is-an-existing-file": "validate",
-    "cli:lsn-mech ppl:output-under-an-unwritable-folder": "validate",
-    "cli:lsn-mech ppl:config-file-not-json": "cli",
-    "cli:lsn-mech lape:unknown-flag": "cli",
-    "cli:lsn-mech lape:batch-size-not-a-number": "cli",
-    "cli:lsn-mech lape:batch-size-0": "validate",
-    "cli:lsn-mech lape:unknown-dtype": "cli",
-    "cli:lsn-mech lape:device-that-does-not-exist": "validate",
-    "cli:lsn-mech lape:output-is-an-existing-file": "validate",
-    "cli:lsn-mech lape:output-under-an-unwritable-folder": "validate",
-    "cli:lsn-mech lape:config-file-not-json": "cli",
-    "cli:lsn-mech landermt:unknown-flag": "cli",
-    "cli:lsn-mech landermt:batch-size-not-a-number": "cli",
-    "cli:lsn-mech landermt:unknown-dtype": "cli",
-    "cli:lsn-mech landermt:device-that-does-not-exist": "validate",
-    "cli:lsn-mech landermt:output-is-an-existing-file": "validate",
-    "cli:lsn-mech landermt:output-under-an-unwritable-folder": "validate",
-    "cli:lsn-mech landermt:config-file-not-json": "cli",
-    "cli:lsn-mech transfer:unknown-flag": "cli",
-    "cli:lsn-mech transfer:batch-size-not-a-number": "cli",
-    "cli:lsn-mech transfer:unknown-dtype": "cli",
-    "cli:lsn-mech transfer:config-file-not-json": "cli",
-    "cli:lsn-mech stats:window-beyond-the-256-token-context-of-tiny-gpt2": "validate",
-    "cli:lsn-mech stats:text-files-without-lang": "cli",
-    "cli:lsn-mech ppl:window-beyond-the-256-token-context-of-tiny-gpt2": "validate",
-    "cli:lsn-mech ppl:text-files-without-lang": "cli",
-    "cli:lsn-mech lape:window-beyond-the-256-token-context-of-tiny-gpt2": "validate",
-    "cli:lsn-mech lape:text-files-without-lang": "cli",
-    "cli:lsn-mech stats:checkpoint-every-0": "validate",
-    "cli:lsn-mech ppl:neuron-file-missing": "validate",
-    "cli:lsn-mech ppl:neuron-file-of-another-model-shape": "validate",
-    "cli:lsn-mech landermt:unknown-method": "cli",
-    "cli:lsn-mech transfer:unknown-setup": "cli",
-    "cli:lsn-mech transfer:unknown-read-site": "cli",
-}
+FAILS_TODAY: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -203,11 +109,8 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-# The property tests below end badly on main in the same places as the table's cases.
-PROPERTY_FAILS_TODAY: dict[str, str] = {
-    "safetensors-stats": "ckpt",
-    "windows": "validate",
-}
+# Property tests that fail for a known reason (none today).
+PROPERTY_FAILS_TODAY: dict[str, str] = {}
 
 
 def _property_mark(name: str) -> list[pytest.MarkDecorator]:

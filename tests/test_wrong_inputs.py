@@ -161,7 +161,7 @@ def test_statistics_of_another_model_are_refused_before_any_forward(llama, untyp
     with pytest.raises(WrongInputError, match="not stats\\['fr'\\]"):
         apply(llama, SetToStatistic(fr, language="fr"), stats=other["fr"])  # type: ignore[arg-type]
     same_shape = hand_stats(3, 128, "another-checkpoint")
-    with pytest.warns(UserWarning, match="collected on 'another-checkpoint'"):
+    with pytest.raises(StatisticsMismatchError, match="collected on 'another-checkpoint'"):
         lm.activate(llama, fr, same_shape["fr"])
 
 

@@ -6,10 +6,10 @@ Accepted: a `MultilingualCorpus`, a ``datasets.Dataset`` with ``language`` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
+from lsn_mech.errors import EmptyCorpusError, MissingLanguageError, WrongInputError
 from lsn_mech.provenance import Provenance
 
 
@@ -24,7 +24,7 @@ def corpus_languages(corpus: Any) -> list[str]:
     column = _dataset_column(corpus, "language")
     if column is not None:
         return list(dict.fromkeys(column))
-    raise TypeError(
+    raise WrongInputError(
         "A corpus must be a lsn_mech MultilingualCorpus, a datasets.Dataset with 'language' "
         "and 'text' columns, or a mapping from language to texts / TokenWindows; got "
         f"{type(corpus).__name__}."
@@ -142,9 +142,15 @@ def as_text_list(texts: Any, text_column: str = "text") -> list[str]:
     column = _dataset_column(texts, text_column)
     if column is not None:
         return list(column)
-    if isinstance(texts, Sequence):
+    if isinstance(texts, Sequence) or (
+        isinstance(texts, Iterable) and not isinstance(texts, (bytes, Mapping))
+    ):
         return [str(t) for t in texts]
-    return [str(t) for t in texts]
+    raise WrongInputError(
+        f"Expected texts (a string, a list of strings or a datasets.Dataset with a "
+        f"{text_column!r} column), got {type(texts).__name__}; for one language of a corpus "
+        "pass corpus.test('fr') or corpus.train('fr')."
+    )
 
 
 def _dataset_column(data: Any, column: str) -> list[Any] | None:

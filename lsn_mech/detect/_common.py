@@ -193,13 +193,15 @@ def check_selectable(
     method: str,
     what: str,
     fix: str,
-    dead: Literal["constant", "zero"] = "constant",
+    dead: Literal["constant", "zero", "bounds"] = "constant",
 ) -> None:
     """Refuse input that cannot tell any neuron from another, instead of an empty or
     arbitrary (tie-broken) result.
 
-    A language whose values are the same for every neuron (``dead="zero"``: all 0) can
-    select nothing, or only by the tie break. Every language so: `NothingToSelectError`
+    A language whose values are the same for every neuron (``dead="zero"``: all 0;
+    ``dead="bounds"``: all 0 or all 1, for fractions whose interior values may legitimately
+    sit close together) can select nothing, or only by the tie break; so can one whose
+    values are all undefined (NaN: no token counted). Every language so: `NothingToSelectError`
     (the whole result would be meaningless). Only some: a warning naming them, since the
     other languages' sets are sound and one silent language is a finding, not a fault.
     """
@@ -210,9 +212,17 @@ def check_selectable(
     flat = low == high
     if dead == "zero":
         flat = flat & (high == 0)
+    elif dead == "bounds":
+        flat = flat & ((high == 0) | (high == 1))
+    undefined = ~torch.isfinite(per_language).any(dim=0)  # e.g. 0/0: no token counted
+    flat = flat | undefined
     if not bool(flat.any()):
         return
-    levels = [f"{lang}: all {float(v):g}" for lang, v, f in zip(languages, low, flat) if f]
+    levels = [
+        f"{lang}: {'undefined (no token counted)' if u else f'all {float(v):g}'}"
+        for lang, v, f, u in zip(languages, low, flat, undefined)
+        if f
+    ]
     if bool(flat.all()):
         raise NothingToSelectError(
             f"{method} cannot select any neuron: the {what} are the same for all "

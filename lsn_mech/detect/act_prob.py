@@ -179,9 +179,10 @@ class ActProbSpec(DetectorSpec):
             scores,
             list(stats.languages),
             method="Act-Prob",
-            dead="zero",
+            dead="bounds",
             what="fractions of tokens above the threshold",
-            fix="No neuron exceeds its threshold on any token: check the statistics "
+            fix="No neuron exceeds its threshold on any token (all 0), or every token "
+            "exceeds it (all 1): check the statistics "
             f"(stats.tokens, the histograms at {self.site!r}) or use threshold='pooled'.",
         )
         layers, d_mlp, n_languages = scores.shape

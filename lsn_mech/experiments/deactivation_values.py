@@ -26,7 +26,9 @@ from lsn_mech.evaluate.perplexity import perplexity
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view, window_perplexities
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.interventions import parse_value, set_to
+from lsn_mech.interventions.checks import check_stats_fit
 from lsn_mech.models.protocol import HookedModel, model_id
+from lsn_mech.models.sites import hook_sites
 from lsn_mech.neurons import LanguageNeurons
 from lsn_mech.provenance import Provenance
 from lsn_mech.stats import ActivationStats
@@ -311,6 +313,7 @@ def deactivation_value_ppl(
         if not rows or len(set(rows)) != len(rows):
             raise ValueError(f"languages must be non-empty and without repeats, got {rows}.")
     sets = {x: neurons[x] for x in rows}  # names a language the neurons lack
+    check_stats_fit(stats, hook_sites(model), caller="deactivation_value_ppl")
     indices = {x: stats.language_index(x) for x in rows}  # … or the statistics lack
     if (stats.n_layers, stats.d_mlp) != (neurons.n_layers, neurons.d_mlp):
         raise NeuronShapeMismatchError(

@@ -2,13 +2,13 @@
 
 Statistics of another model (another size, or another checkpoint of the same size) would
 write the wrong numbers into the neurons, so they are refused or flagged before any
-hook is attached, with the same convention as neurons: a different shape is an error,
-a different model id with the same shape a warning.
+hook is attached. Unlike neurons (a set of positions, meaningful on a finetuned copy of
+the same model), statistics are values of one model's activations: another shape or
+another model id is refused.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from lsn_mech.errors import StatisticsMismatchError, WrongInputError
@@ -44,8 +44,10 @@ def check_stats_fit(stats: ActivationStats, sites: HookSites, *, caller: str) ->
         )
     recorded = stats.provenance.model_id
     if recorded and sites.model_id and recorded != sites.model_id:
-        warnings.warn(
-            f"Statistics collected on {recorded!r} are applied to {sites.model_id!r}; the "
-            "shapes match, so this is allowed, but check that it is the same model.",
-            stacklevel=4,
+        raise StatisticsMismatchError(
+            f"{caller}: the statistics were collected on {recorded!r} but are applied to "
+            f"{sites.model_id!r}; their values describe another model's activations. Collect "
+            "statistics on this model: lsn_mech.collect_stats(model, corpus) (if it is the "
+            "same model under another name, set stats.provenance = "
+            f"stats.provenance.replace(model_id={sites.model_id!r}))."
         )

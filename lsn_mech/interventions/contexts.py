@@ -184,6 +184,12 @@ def add(model: HookedModel, neurons: NeuronSet, delta: Value) -> Intervention:
 @contextlib.contextmanager
 def compose(*interventions: Intervention) -> Iterator[None]:
     """Enter several interventions as one context, applied in the order given."""
+    for position, intervention in enumerate(interventions):
+        if not isinstance(intervention, contextlib.AbstractContextManager):
+            raise WrongInputError(
+                f"compose: argument {position} is a {type(intervention).__name__}, not an "
+                "intervention; pass contexts such as lm.deactivate(model, neurons['fr'])."
+            )
     with contextlib.ExitStack() as stack:
         for intervention in interventions:
             stack.enter_context(intervention)

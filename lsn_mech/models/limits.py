@@ -4,6 +4,7 @@ inside a position embedding or a device transfer after hours of work."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,20 @@ import torch
 
 from lsn_mech.errors import DeviceUnavailableError, InvalidSettingError
 
-__all__ = ["check_count", "check_device", "check_window", "context_length"]
+__all__ = [
+    "ContextLengthWarning",
+    "check_count",
+    "check_device",
+    "check_window",
+    "context_length",
+    "trained_context",
+]
+
+
+class ContextLengthWarning(UserWarning):
+    """A window is longer than the context a rotary/ALiBi model was trained on: it runs,
+    but positions past that length are extrapolation the papers never measured."""
+
 
 LEARNED_POSITIONS = ("standard",)
 """TransformerLens names of position embeddings that are a table of learned rows: a
@@ -34,6 +48,30 @@ def context_length(model: Any) -> int | None:
     config = getattr(model, "config", None)
     positions = getattr(config, "n_positions", None)  # learned tables in HF configs (GPT-2)
     return int(positions) if positions else None
+
+
+def trained_context(model: Any) -> int | None:
+    """The context ``model`` was trained on (``n_ctx`` / ``max_position_embeddings``), or
+    ``None`` when its config does not say; a soft limit for models `context_length` does
+    not bound."""
+    cfg = getattr(model, "cfg", None)
+    if getattr(cfg, "n_ctx", None):
+        return int(cfg.n_ctx)
+    config = getattr(model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None)
+    return int(positions) if positions else None
+
+
+def _warn_past_training(model: Any, width: int, what: str) -> None:
+    trained = trained_context(model)
+    if trained is not None and width > trained:
+        warnings.warn(
+            f"{what} is {width} tokens, longer than the {trained} tokens this model was "
+            f"trained on: it runs, but positions past {trained} are extrapolation; pass "
+            f"{trained} or less to stay within the trained context.",
+            ContextLengthWarning,
+            stacklevel=3,
+        )
 
 
 def _window_widths(texts: Any) -> list[int] | None:
@@ -64,6 +102,8 @@ def check_window(model: Any, window: Any, *, argument: str = "window", texts: An
                 f"The token windows passed are {widest} tokens wide, but the model's context "
                 f"is {limit} tokens; tokenise them with window={limit} or less."
             )
+        if limit is None:
+            _warn_past_training(model, widest, "The widest token window passed")
         return
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise InvalidSettingError(
@@ -74,6 +114,8 @@ def check_window(model: Any, window: Any, *, argument: str = "window", texts: An
             f"{argument} {window} does not fit the model's context of {limit} tokens; "
             f"pass {setting(argument, limit)} or less."
         )
+    if limit is None:
+        _warn_past_training(model, window, f"{argument} {window}")
 
 
 def setting(argument: str, value: Any) -> str:

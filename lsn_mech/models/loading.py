@@ -18,7 +18,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from lsn_mech.errors import HubUnavailableError, UnknownModelError
+from lsn_mech.errors import HubUnavailableError, UnknownModelError, WrongInputError
 from lsn_mech.models.limits import check_device
 from lsn_mech.models.sites import hook_sites
 from lsn_mech.models.zoo import ZOO, load_zoo
@@ -105,9 +105,21 @@ def _resolve(
         zoo = load_zoo(source)
         chosen = zoo.tokenizer if tokenizer is None else _tokenizer_for(tokenizer, source)
         return zoo.model, chosen, zoo.name
+    if not isinstance(source, (str, os.PathLike)):
+        raise WrongInputError(
+            f"load_model takes a zoo name, a hub id, a local model directory or a Hugging "
+            f"Face model object, got {type(source).__name__}; e.g. load_model('gemma-3-270m')."
+        )
     path = Path(source)
     if path.is_dir():
-        model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation="eager")
+        except (OSError, ValueError, KeyError) as exc:
+            raise UnknownModelError(
+                f"{path} is a folder, but not a Hugging Face causal language model "
+                f"({exc.__class__.__name__}: {str(exc).splitlines()[0]}). Pass a folder "
+                "written by model.save_pretrained(...), a zoo name or a hub id."
+            ) from None
         return model, _tokenizer_for(tokenizer, str(path)), str(path)
     return _from_hub(str(source), tokenizer)
 

@@ -31,8 +31,8 @@ from lsn_mech.errors import (
     LsnMechError,
     MissingLanguageError,
     NeuronShapeMismatchError,
-    OutputFolderError,
 )
+from lsn_mech.files import prepare_folder
 from lsn_mech.pipelines.configs import field_types, split_optional
 
 __all__ = [
@@ -408,29 +408,10 @@ def check_corpus_languages(config: Any) -> None:
 
 # ----- phase 2: the output folder -------------------------------------------------
 def prepare_output(output: str | os.PathLike[str], *, argument: str = "--output") -> Path:
-    """Create ``output`` and prove it writable (a probe file written and removed), or
-    raise `OutputFolderError` naming ``argument``; a job's results must have a home
+    """Create ``output`` and prove it writable, or raise `OutputFolderError` naming
+    ``argument`` (`lsn_mech.files.prepare_folder`); a job's results must have a home
     before the work that makes them starts."""
-    path = Path(output)
-    if path.exists() and not path.is_dir():
-        raise OutputFolderError(f"{argument} {path} is a file, not a folder; pass a folder path.")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputFolderError(
-            f"{argument} {path} cannot be created ({error.strerror or error}); "
-            "pass a folder you can write to."
-        ) from None
-    probe = path / f".lsn_mech_write_probe_{os.getpid()}"
-    try:
-        probe.write_bytes(b"probe")
-        probe.unlink()
-    except OSError as error:
-        raise OutputFolderError(
-            f"{argument} {path} cannot be written ({error.strerror or error}); "
-            "pass a folder you can write to."
-        ) from None
-    return path
+    return prepare_folder(output, argument=argument)
 
 
 # ----- phase 3: the loaded model ----------------------------------------------------

@@ -20,9 +20,15 @@ from lsn_mech.corpora.sources import (
     corpus_provenance,
     language_windows,
 )
-from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
+from lsn_mech.errors import (
+    EmptyCorpusError,
+    InvalidSettingError,
+    MissingLanguageError,
+    WrongInputError,
+)
+from lsn_mech.files import prepare_folder
 from lsn_mech.models.fingerprint import weights_fingerprint
-from lsn_mech.models.limits import check_window
+from lsn_mech.models.limits import check_count, check_window
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
 from lsn_mech.models.runtime import capture
 from lsn_mech.models.sites import SITES, hook_sites
@@ -84,9 +90,17 @@ def collect_stats(
     sites = tuple(sites)
     unknown = [s for s in sites if s not in SITES]
     if unknown or not sites:
-        raise ValueError(f"Unknown sites {unknown}; choose from {', '.join(SITES)}.")
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1.")
+        raise InvalidSettingError(f"Unknown sites {unknown}; choose from {', '.join(SITES)}.")
+    check_count("batch_size", batch_size)
+    check_count("checkpoint_every", checkpoint_every)
+    if output_dir is not None:
+        prepare_folder(output_dir, argument="output_dir")
+    for accumulator in accumulators or ():
+        if not isinstance(accumulator, Accumulator):
+            raise WrongInputError(
+                f"accumulators holds {accumulator!r}, not an accumulator; pass instances, "
+                "e.g. [MomentAccumulator(sites), QuantileAccumulator(sites)] from lsn_mech.stats."
+            )
     geometry = hook_sites(model)
     available = corpus_languages(corpus)
     chosen = list(languages) if languages is not None else available

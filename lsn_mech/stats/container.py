@@ -11,7 +11,14 @@ import torch
 from jaxtyping import Float, Int64
 from torch import Tensor
 
-from lsn_mech.errors import InvalidSettingError, MissingLanguageError, StatisticsMismatchError
+from lsn_mech.errors import (
+    InvalidSettingError,
+    MissingFileError,
+    MissingLanguageError,
+    StatisticsMismatchError,
+    WrongInputError,
+)
+from lsn_mech.models.limits import check_device
 from lsn_mech.provenance import Provenance
 from lsn_mech.stats import quantile_state
 from lsn_mech.stats.histogram import Histogram, histogram_quantile
@@ -171,6 +178,11 @@ class ActivationStats:
     # ----- algebra -----------------------------------------------------------------
     def check_compatible(self, other: ActivationStats) -> None:
         """Raise unless ``other`` describes the same model, sites and accumulators."""
+        if not isinstance(other, ActivationStats):
+            raise WrongInputError(
+                f"Statistics combine only with ActivationStats, got {type(other).__name__}; "
+                "pass statistics from lsn_mech.collect_stats or ActivationStats.load."
+            )
         mine = (self.n_layers, self.d_mlp, self.sites, self.accumulators)
         theirs = (other.n_layers, other.d_mlp, other.sites, other.accumulators)
         if mine != theirs:
@@ -241,6 +253,7 @@ class ActivationStats:
 
     def to(self, device: str | torch.device) -> ActivationStats:
         """The same statistics with tensors on ``device``."""
+        check_device(device)
         state = {k: v.to(device) for k, v in self.state.items()}
         return dataclasses.replace(self, tokens=self.tokens.to(device), state=state)
 
@@ -285,9 +298,11 @@ class ActivationStats:
         A truncated, damaged, hand-edited or foreign file (a neuron file, say) raises
         `lsn_mech.errors.CorruptFileError` naming the file and ``fix``.
         """
-        source = _with_suffix(path)
-        if not source.exists():
-            raise FileNotFoundError(
+        check_device(device)
+        given = Path(path)
+        source = given if given.is_file() else _with_suffix(path)
+        if not source.is_file():
+            raise MissingFileError(
                 f"No statistics at {source}. Collect them with `lsn-mech stats` or "
                 "lsn_mech.collect_stats(...).save(path)."
             )
