@@ -366,7 +366,7 @@ class NeuronSet:
     def _check_compatible(self, other: NeuronSet, what: str) -> None:
         if not isinstance(other, NeuronSet):
             languages = list(getattr(other, "languages", ()))  # a LanguageNeurons
-            hint = f'; pick one language, e.g. neurons["{languages[0]}"]' if languages else ""
+            hint = f"; pick one language, e.g. neurons[{languages[0]!r}]" if languages else ""
             raise WrongInputError(
                 f"cannot {what} a NeuronSet and a {type(other).__name__}{hint}. "
                 "Both operands must be NeuronSets: pass a NeuronSet."
