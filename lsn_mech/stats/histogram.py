@@ -262,13 +262,7 @@ class _OneLanguage:
             # beyond the first #{x ≤ 0} values all are > 0; before it, all are ≤ 0
             start = torch.where(known & (lower >= zeros), start.clamp_min(0.0), start)
             end = torch.where(known & (upper <= zeros), end.clamp_max(0.0), end)
-        span = cell.right - cell.left
-        share = torch.where(
-            span > 0,
-            ((t - cell.left) / span.clamp_min(1e-300)).clamp(0.0, 1.0),
-            (t >= cell.left).double(),
-        )
-        estimate = cell.before.double() + cell.inside.double() * share
+        estimate = _linear_count(cell, t)
         estimate = torch.minimum(torch.maximum(estimate, lower.double()), upper.double())
         below = (t < self.vmin) | ~self.present
         beyond = (t >= self.vmax) & ~below
@@ -292,13 +286,7 @@ class _OneLanguage:
         """
         t = threshold
         cell = self._cell(bin_index(t, self.low, self.high, self.bins), t > 0)
-        span = cell.right - cell.left
-        share = torch.where(
-            span > 0,
-            ((t - cell.left) / span.clamp_min(1e-300)).clamp(0.0, 1.0),
-            (t >= cell.left).double(),
-        )
-        estimate = cell.before.double() + cell.inside.double() * share
+        estimate = _linear_count(cell, t)
         total = self.total.double()
         below = (t < self.vmin) | ~self.present
         return torch.where(below, 0.0, torch.where(t >= self.vmax, total, estimate))
@@ -453,3 +441,15 @@ def _pooled_order_statistic(
 def _check_q(q: float | int) -> None:
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"A quantile must lie in [0, 1], got {q!r} (use 0.9 for P90).")
+
+
+def _linear_count(cell: _Cell, t: Tensor) -> Tensor:
+    """Counts up to ``t`` with the mass of ``t``'s cell spread evenly across it (float64):
+    the piecewise-linear CDF that `Histogram.bracket` and `count_at_most` both read."""
+    span = cell.right - cell.left
+    share = torch.where(
+        span > 0,
+        ((t - cell.left) / span.clamp_min(1e-300)).clamp(0.0, 1.0),
+        (t >= cell.left).double(),
+    )
+    return cell.before.double() + cell.inside.double() * share
