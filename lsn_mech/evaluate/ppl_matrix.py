@@ -193,14 +193,14 @@ def ppl_change_matrix(
     ``NeuronSet`` (add random baselines as extra rows). Columns default to the languages
     the corpus and the neuron sets share.
     """
+    _check_rows(model, neuron_sets)
+    check_window(model, window, texts=corpus)
+    check_count("batch_size", batch_size)
     if not neuron_sets:
         raise InvalidSettingError(
             "neuron_sets is empty: pass {name: NeuronSet} rows to deactivate (a "
             "LanguageNeurons works), or use lsn_mech.evaluate.perplexity for the base PPL alone."
         )
-    _check_rows(model, neuron_sets)
-    check_window(model, window, texts=corpus)
-    check_count("batch_size", batch_size)
     available = corpus_languages(corpus)
     columns = (
         list(languages) if languages is not None else [x for x in neuron_sets if x in available]
