@@ -343,8 +343,11 @@ def test_a_real_ctrl_c_during_statistics_names_the_checkpoint(tmp_path: Path) ->
         seen.append(line)
         if "[stats] collect" in line:
             break
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 120  # a loaded machine may take long to reach the loop
+    while not (out / "checkpoint.safetensors").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # the batch loop is running: its first batch is saved
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 130, "".join(seen) + rest
     lines = ("".join(seen) + rest).strip().splitlines()

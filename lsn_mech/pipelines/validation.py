@@ -460,8 +460,9 @@ def check_fits_model(config: Any, model: Any) -> None:
 def fitted_window(model: Any, preferred: int = 512) -> int:
     """``preferred`` tokens, or the model's whole context when that is shorter: the
     window of a job that has no ``--window`` flag (the transfer job's statistics and
-    PPL), so a short-context model runs instead of failing."""
-    from lsn_mech.models.limits import context_length
+    PPL), so a short-context model runs instead of failing, and stays within the context
+    it was trained on (no `ContextLengthWarning` for a job the user cannot set)."""
+    from lsn_mech.models.limits import context_length, trained_context
 
-    limit = context_length(model)
+    limit = context_length(model) or trained_context(model)
     return preferred if limit is None else min(preferred, limit)
