@@ -5,14 +5,14 @@ from __future__ import annotations
 import glob
 import itertools
 import os
-import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from lsn_mech.corpora.corpus import CorpusArgumentError, MultilingualCorpus, column_list
 from lsn_mech.errors import CorpusFileError, EmptyCorpusError, HubUnavailableError
+from lsn_mech.hub import connection_problem
+from lsn_mech.hub import is_connection_error as is_connection_error  # moved there
 
 _FORMATS = ("text", "json", "parquet")
 _SUFFIX_FORMATS = {
@@ -209,35 +209,10 @@ def datasets_offline() -> bool:
 
 def probe_hub(name: str, timeout: float) -> None:
     """Raise `HubUnavailableError` fast (one TCP connect within ``timeout`` seconds) when
-    the hub cannot be reached at all; do nothing behind a proxy."""
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return  # a direct connection says nothing when traffic goes through a proxy
-    from huggingface_hub import constants
-
-    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
-    parts = urlsplit(endpoint)
-    host = parts.hostname
-    if not host:
-        return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        raise hub_unavailable_error(name, f"cannot connect to {host}:{port}: {exc}") from exc
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """Whether ``exc`` means the hub could not be reached (or offline mode has no cached copy)."""
-    names = {
-        "ConnectError",
-        "ConnectTimeout",
-        "ReadTimeout",
-        "LocalEntryNotFoundError",
-        "OfflineModeIsEnabled",
-    }
-    return isinstance(exc, (ConnectionError, TimeoutError)) or any(
-        cls.__name__ in names for cls in type(exc).__mro__
-    )
+    the hub cannot be reached at all; do nothing behind a proxy (`lsn_mech.hub`)."""
+    problem = connection_problem(timeout)
+    if problem is not None:
+        raise hub_unavailable_error(name, problem)
 
 
 def load_hub_dataset(name: str, config: str | None, **kwargs: Any) -> Any:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import torch
 from transformers import (
@@ -19,13 +16,14 @@ from transformers import (
 )
 
 from lsn_mech.errors import HubUnavailableError, UnknownModelError, WrongInputError
+from lsn_mech.hub import HUB_HOST as HUB_HOST  # re-exported: the probe moved to lsn_mech.hub
+from lsn_mech.hub import PROXY_VARIABLES as PROXY_VARIABLES
+from lsn_mech.hub import hub_offline as hub_offline
+from lsn_mech.hub import hub_reachable as hub_reachable
 from lsn_mech.models.limits import check_device
 from lsn_mech.models.sites import hook_sites
 from lsn_mech.models.zoo import ZOO, load_zoo
 
-HUB_HOST = "huggingface.co"
-PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-_TRUE = {"1", "ON", "YES", "TRUE"}
 _NOT_A_MODEL = f"not a zoo model ({', '.join(ZOO)}), not a local directory"
 
 
@@ -197,45 +195,3 @@ def _reloadable(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     directory = tempfile.mkdtemp(prefix="lsn_mech_tokenizer_")
     tokenizer.save_pretrained(directory)
     return AutoTokenizer.from_pretrained(directory)
-
-
-def hub_offline() -> bool:
-    """Whether the user asked for offline mode (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``
-    set to a true value now, or when huggingface_hub was imported)."""
-    from huggingface_hub import constants
-
-    set_now = any(
-        os.environ.get(variable, "").strip().upper() in _TRUE
-        for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-    return set_now or bool(constants.HF_HUB_OFFLINE)
-
-
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """Whether the Hugging Face hub (``HF_ENDPOINT``, default huggingface.co) accepts a TCP
-    connection within ``timeout`` seconds, name lookup included (fast offline check).
-
-    Behind a proxy a direct connection says nothing, so the hub counts as reachable and
-    the hub's own client decides.
-    """
-    if any(os.environ.get(variable) for variable in PROXY_VARIABLES):
-        return True
-    from huggingface_hub import constants
-
-    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
-    host = endpoint.hostname or HUB_HOST
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    answers: list[bool] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            answers.append(True)
-        except OSError:
-            answers.append(False)
-
-    # A thread, because a name lookup that hangs ignores the socket's timeout.
-    probe = threading.Thread(target=connect, name="lsn_mech-hub-probe", daemon=True)
-    probe.start()
-    probe.join(timeout)
-    return bool(answers and answers[0])
