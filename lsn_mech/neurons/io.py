@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from lsn_mech.errors import NeuronFormatError, NeuronIndexError
-from lsn_mech.files import atomic_write, require_file
-from lsn_mech.neurons import file_format
+from lsn_mech.errors import NeuronFormatError as NeuronFormatError  # re-exported
+from lsn_mech.files import atomic_write
+from lsn_mech.neurons import file_format, lape_format
 from lsn_mech.neurons.language_neurons import LanguageNeurons
 from lsn_mech.neurons.neuron_set import DEFAULT_SITE, NeuronSet
 from lsn_mech.provenance import Provenance
@@ -72,18 +72,6 @@ def load_language_neurons(path: str | os.PathLike[str]) -> LanguageNeurons:
 # ---------------------------------------------------------------------- LAPE format
 
 
-def _check_languages(languages: Sequence[str]) -> list[str]:
-    if isinstance(languages, str):
-        raise TypeError(
-            f"languages must be a sequence of language codes, e.g. ['en', 'fr'], not the "
-            f"string {languages!r}."
-        )
-    codes = list(languages)
-    if len(set(codes)) != len(codes):
-        raise NeuronFormatError(f"Duplicate language codes in {codes}.")
-    return codes
-
-
 def from_lape_object(
     obj: object,
     languages: Sequence[str],
@@ -104,39 +92,7 @@ def from_lape_object(
         model_id: model the neurons belong to, if known.
         provenance: recorded on the result; by default, a note that it was imported.
     """
-    codes = _check_languages(languages)
-    if not isinstance(obj, (list, tuple)):
-        raise NeuronFormatError(
-            f"A LAPE object is a list over languages of lists over layers of index "
-            f"tensors; got {type(obj).__name__}."
-        )
-    if len(obj) != len(codes):
-        raise NeuronFormatError(
-            f"The LAPE list holds {len(obj)} languages but {len(codes)} language codes were "
-            f"given ({', '.join(codes)}); pass exactly one code per entry, in the order "
-            f"the file was written."
-        )
-    n_layers = None
-    sets: dict[str, NeuronSet] = {}
-    for language, layers in zip(codes, obj, strict=True):
-        if not isinstance(layers, (list, tuple)):
-            raise NeuronFormatError(
-                f"Language {language!r}: expected a list over layers, got {type(layers).__name__}."
-            )
-        if n_layers is None:
-            n_layers = len(layers)
-        elif len(layers) != n_layers:
-            raise NeuronFormatError(
-                f"Language {language!r} has {len(layers)} layers but {codes[0]!r} has "
-                f"{n_layers}; every language must list every layer of the same model."
-            )
-        try:
-            sets[language] = NeuronSet(layers, d_mlp=d_mlp, site=site, model_id=model_id)
-        except NeuronIndexError as exc:
-            raise NeuronIndexError(
-                f"Language {language!r}: {exc} LAPE files do not record d_mlp: pass the "
-                f"d_mlp of the model the file was computed on."
-            ) from None
+    sets = lape_format.sets_from_lape(obj, languages, d_mlp=d_mlp, site=site, model_id=model_id)
     if provenance is None:
         provenance = Provenance(model_id=model_id, method="imported", parameters={"format": "lape"})
     return LanguageNeurons(sets, provenance=provenance)
@@ -156,14 +112,7 @@ def from_lape_file(
     See `from_lape_object` for the arguments; ``languages`` must list the
     languages in the order the file was written.
     """
-    source = require_file(path, fix="Pass the path of a LAPE `activation_mask` file.")
-    try:
-        obj = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors have many types
-        raise NeuronFormatError(
-            f"Could not read {str(path)!r} as a LAPE file (a torch.save-d list of lists of "
-            f"LongTensors) with weights_only=True: {exc}"
-        ) from exc
+    source, obj = lape_format.read_lape(path)
     if provenance is None:
         provenance = Provenance(
             model_id=model_id,
