@@ -111,3 +111,8 @@ class NothingToSelectError(LsnMechError, ValueError):
 class MissingFileError(CorruptFileError, FileNotFoundError):
     """A file lsn_mech wrote and needs now (a neuron file, a result, an adapter, a job's
     marker) does not exist; also a ``FileNotFoundError``, as before."""
+
+
+class HubAccessError(LsnMechError, OSError):
+    """The Hugging Face hub answered but refused: the repository or revision does not
+    exist, is private or gated, or the token may not write to it."""

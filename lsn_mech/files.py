@@ -307,3 +307,22 @@ def prepare_folder(folder: str | os.PathLike[str], *, argument: str | None = Non
             "pass a folder you can write to."
         ) from None
     return path
+
+
+# ----- whole-file digests (added for shared neuron folders; issue 13) -------------------
+
+
+def file_sha256(path: str | os.PathLike[str], *, fix: str) -> str:
+    """``"sha256:<hex>"`` of a file's bytes, read in blocks: a folder that travels (the hub,
+    a copy) records it beside the file, and a reader compares before trusting the file."""
+    import hashlib
+
+    source = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with source.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise _refuse(source, f"cannot be read ({exc.strerror or exc})", fix) from None
+    return f"sha256:{digest.hexdigest()}"

@@ -25,6 +25,7 @@ from lsn_mech.errors import (
 )
 from lsn_mech.neurons import file_format
 from lsn_mech.neurons.neuron_set import DEFAULT_SITE, NeuronSet, Overlap
+from lsn_mech.neurons.pretrained import PretrainedMixin
 from lsn_mech.provenance import Provenance
 
 OverlapKind = Literal["jaccard", "intersection"]
@@ -122,7 +123,7 @@ def _missing(language: str, available: Iterable[str]) -> MissingLanguageError:
     )
 
 
-class LanguageNeurons(Mapping[str, NeuronSet]):
+class LanguageNeurons(PretrainedMixin, Mapping[str, NeuronSet]):
     """One `NeuronSet` per language, all of the same model, in language order.
 
     Args:
@@ -134,6 +135,9 @@ class LanguageNeurons(Mapping[str, NeuronSet]):
     `lsn_mech.errors.NeuronShapeMismatchError` is raised.
 
     ``==`` compares language order and sets; provenance is not compared.
+
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` (from
+    `lsn_mech.neurons.pretrained.PretrainedMixin`) share them as a folder or on the hub.
 
     Example:
         >>> en = NeuronSet([[1], [2]], d_mlp=4)
