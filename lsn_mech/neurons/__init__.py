@@ -2,7 +2,9 @@
 
 `NeuronSet` is an immutable, shape-aware set of ``(layer, index)`` neurons with
 set algebra and masks; `LanguageNeurons` maps languages to sets; `.io`
-saves and loads both losslessly and imports/exports the published LAPE format.
+saves and loads both losslessly and imports/exports the published LAPE format;
+`.pretrained` shares them as a folder with a model card, locally or on the hub
+(``LanguageNeurons.save_pretrained`` / ``from_pretrained`` / ``push_to_hub``).
 """
 
 from lsn_mech.neurons.io import (
