@@ -238,6 +238,8 @@ def test_an_empty_or_foreign_folder_says_what_it_needs(tmp_path: Path) -> None:
         LanguageNeurons.from_pretrained(tmp_path / "notes.txt", languages=["en"], d_mlp=4)
     with pytest.raises(MissingFileError, match="not a Hugging Face repository id"):
         LanguageNeurons.from_pretrained(str(tmp_path / "missing" / "deep" / "path"))
+    with pytest.raises(MissingFileError, match="No folder or file at"):
+        LanguageNeurons.from_pretrained(Path("no-such-run/lape"))  # a Path is no repo id
 
 
 def test_a_damaged_neuron_file_is_refused(tmp_path: Path, neurons: LanguageNeurons) -> None:
@@ -410,3 +412,13 @@ def test_hub_refusals_become_errors_that_name_the_fix(
     with pytest.raises(HubAccessError, match="neither a local folder or file nor") as error:
         LanguageNeurons.from_pretrained("runs/lape")  # a path that does not exist here
     assert "hf auth login" in str(error.value) and isinstance(error.value, OSError)
+
+
+def test_a_hub_repository_without_neurons_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.json").write_text("{}")  # e.g. a model's repository
+    monkeypatch.setattr(pretrained.hub_transfer, "why_hub_unusable", lambda timeout=2.0: None)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: str(tmp_path))
+    with pytest.raises(MissingFileError, match=r"hub repository 'someone/model' holds no neurons"):
+        LanguageNeurons.from_pretrained("someone/model")

@@ -168,7 +168,7 @@ class PretrainedMixin:
                 )
             return _load_local(cls, path, options, origin=str(source))
         repo_id = str(source)
-        if not _valid_repo_id(repo_id):
+        if not isinstance(source, str) or not _valid_repo_id(repo_id):
             raise MissingFileError(
                 f"No folder or file at {repo_id!r}, and it is not a Hugging Face repository "
                 f"id (owner/name) either. Check the path, or write the folder first with "
@@ -250,8 +250,9 @@ def _load_local(cls: Any, path: Path, options: LapeOptions, *, origin: str) -> A
         )
     contents = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
     held = f"it holds {', '.join(contents[:8])}{' …' if len(contents) > 8 else ''}"
+    where = f"The hub repository {origin[4:]!r}" if origin.startswith("hub:") else str(path)
     raise MissingFileError(
-        f"{path} holds no neurons ({held if contents else 'it is empty'}): from_pretrained "
+        f"{where} holds no neurons ({held if contents else 'it is empty'}): from_pretrained "
         f"reads a folder written by save_pretrained ({CONFIG_FILE} + {NEURONS_FILE}), a "
         f"{NEURONS_FILE}, or one LAPE list (*.pt / *.pth). Write one with "
         f"neurons.save_pretrained('{path}'), or pass the file to load."
