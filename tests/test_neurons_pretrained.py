@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -422,3 +425,51 @@ def test_a_hub_repository_without_neurons_says_so(
     monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: str(tmp_path))
     with pytest.raises(MissingFileError, match=r"hub repository 'someone/model' holds no neurons"):
         LanguageNeurons.from_pretrained("someone/model")
+
+
+@pytest.fixture
+def refusing_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
+    """A hub on the loopback that knows no repository and refuses every write, so the real
+    huggingface_hub client runs end to end without the network."""
+    requests: list[tuple[str, str]] = []
+
+    class Refuse(BaseHTTPRequestHandler):
+        def _answer(self, status: int, headers: dict[str, str]) -> None:
+            requests.append((self.command, self.path))
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": "0"}.items():
+                self.send_header(name, value)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self._answer(404, {"X-Error-Code": "RepoNotFound"})
+
+        do_HEAD = do_GET
+
+        def do_POST(self) -> None:
+            self._answer(401, {})
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for variable in (*lsn_mech.hub.PROXY_VARIABLES, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    yield requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_real_hub_client_meets_a_refusing_hub(
+    tmp_path: Path, neurons: LanguageNeurons, refusing_hub: list[tuple[str, str]]
+) -> None:
+    with pytest.raises(HubAccessError, match="neither a local folder or file nor"):
+        LanguageNeurons.from_pretrained("someone/nothing", cache_dir=tmp_path)
+    with pytest.raises(HubAccessError, match=r"401.*hf auth login.*token=") as error:
+        neurons.push_to_hub("someone/nothing", token="hf_not_a_token")
+    assert "\n" not in str(error.value)
+    assert ("POST", "/api/repos/create") in refusing_hub
+    assert any(path.startswith("/api/models/someone/nothing") for _, path in refusing_hub)

@@ -31,6 +31,11 @@ PROBE_TIMEOUT = 2.0
 """Seconds the reachability probe waits before the hub counts as unreachable."""
 
 
+def _first_line(exc: BaseException) -> str:
+    """The hub client's message without the lines of advice it appends."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def check_repo_id(repo_id: str, *, argument: str = "repo_id") -> str:
     """``repo_id`` if it is a valid hub repository id (``owner/name``), else a refusal."""
     from huggingface_hub.errors import HFValidationError
@@ -124,13 +129,13 @@ def download(
         if is_connection_error(exc):
             raise HubUnavailableError(
                 f"The Hugging Face hub stopped answering while {repo_id!r} was downloaded "
-                f"({type(exc).__name__}: {exc}). Try again, or download the folder "
+                f"({type(exc).__name__}: {_first_line(exc)}). Try again, or download the folder "
                 f"(`hf download {repo_id} --local-dir DIR`) and pass its path."
             ) from exc
         if isinstance(exc, HfHubHTTPError):
             raise HubAccessError(
-                f"The Hugging Face hub refused to send {repo_id!r} ({exc}). Check the id, "
-                "revision= and token=."
+                f"The Hugging Face hub refused to send {repo_id!r} ({_first_line(exc)}). "
+                "Check the id, revision= and token=."
             ) from exc
         raise
     return Path(str(folder))
@@ -181,8 +186,8 @@ def upload(
         if is_connection_error(exc):
             raise HubUnavailableError(
                 f"The Hugging Face hub stopped answering during push_to_hub({repo_id!r}) "
-                f"({type(exc).__name__}: {exc}). Try again, or upload a save_pretrained "
-                f"folder later with `hf upload {repo_id} DIR`."
+                f"({type(exc).__name__}: {_first_line(exc)}). Try again, or upload a "
+                f"save_pretrained folder later with `hf upload {repo_id} DIR`."
             ) from exc
         if isinstance(exc, HfHubHTTPError):
             status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -191,8 +196,9 @@ def upload(
                 if status in (401, 403)
                 else "check the repository id, revision= and token="
             )
+            refusal = _first_line(exc)
             raise HubAccessError(
-                f"The Hugging Face hub refused push_to_hub({repo_id!r}) ({exc}); {hint}."
+                f"The Hugging Face hub refused push_to_hub({repo_id!r}) ({refusal}); {hint}."
             ) from exc
         raise
     url = getattr(commit, "pr_url", None) if create_pr else None
