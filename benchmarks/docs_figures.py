@@ -56,9 +56,13 @@ def lape_from_run(run: Path) -> list[Path]:
     distribution = LayerDistribution.load(run / "layer_distribution.json")
     overlaps = OverlapResult.load(run / "overlap.json")
     square = {"width": 640, "height": 560}
+    # the random baseline on the LAPE matrix's colour scale, so that equal colours mean
+    # equal effects (on its own scale a 0.08 cell would look as red as zh's 2.45)
+    extent = max(abs(v) for row in matrix.values("log_ratio") for v in row)
+    random_figure = random_matrix.plot("log_ratio").update_traces(zmin=-extent, zmax=extent)
     return [
         write_png(matrix.plot("log_ratio"), out / "ppl_matrix.png", **square),
-        write_png(random_matrix.plot("log_ratio"), out / "ppl_matrix_random.png", **square),
+        write_png(random_figure, out / "ppl_matrix_random.png", **square),
         write_png(distribution.plot(), out / "layer_distribution.png"),
         write_png(overlaps.plot(), out / "overlap.png", **square),
     ]
