@@ -29,8 +29,10 @@ from typing import Any
 from lsn_mech.files import atomic_write, atomic_write_text
 
 __all__ = [
+    "HTML_RENDERER",
     "IMAGES_FIX",
     "PLOTLY_JS",
+    "PNG_RENDERER",
     "SavedFigure",
     "StaticImagesSkippedWarning",
     "notebook_figures",
@@ -212,32 +214,43 @@ def _render(jobs: list[tuple[dict[str, Any], str]]) -> list[bytes]:
 
 
 def _exporter_failures() -> tuple[type[BaseException], ...]:
-    """Errors that mean "no working exporter here" (a browser that is missing, fails to
-    start or dies), as opposed to a figure that plotly.js cannot draw, which is raised."""
-    failures: list[type[BaseException]] = [ImportError, TimeoutError, OSError]
+    """Errors of the exporter itself: a browser that is missing, fails to start, dies or
+    times out, or a render page whose scripts were not ready (kaleido's JavascriptError
+    "kaleido_scopes is not defined", seen under heavy load). Bugs elsewhere (a
+    ZeroDivisionError, a figure that does not serialise) are not among them and raise."""
+    failures: list[type[BaseException]] = [ImportError, TimeoutError, OSError, RuntimeError]
     try:
         from kaleido import errors
 
-        failures += [errors.ChromeNotFoundError, errors.BrowserFailedError]
-        failures.append(errors.BrowserClosedError)
+        failures += [errors.KaleidoError, errors.BrowserFailedError, errors.BrowserClosedError]
     except ImportError:
         pass
     return tuple(failures)
 
 
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}{'…' if len(text) > 160 else ''}"
+
+
 def _static_images(jobs: list[tuple[dict[str, Any], str]]) -> list[bytes] | None:
-    """Rendered images, or None (after the one-time message) where no exporter works."""
+    """Rendered images, or None (after the one-time message) where no exporter works.
+
+    A failed render is tried once more with a fresh browser (a loaded machine can fail
+    one start); two failures in a row turn images off for the process, with the error in
+    the message, instead of failing the job that drew the figures.
+    """
     problem = static_images_problem()
     if problem is None:
+        failures = _exporter_failures()
         try:
             return _render(jobs)
-        except _exporter_failures() as error:
-            problem = f"kaleido could not run the browser ({type(error).__name__}: {error})"
-            _mark_unavailable(problem)
-        except RuntimeError as error:  # e.g. an event-loop clash; not a plotly.js error
-            if type(error).__name__ == "JavascriptError":
-                raise
-            problem = f"kaleido failed ({type(error).__name__}: {error})"
+        except failures:
+            pass
+        try:
+            return _render(jobs)
+        except failures as error:
+            problem = f"kaleido failed twice ({_short(error)})"
             _mark_unavailable(problem)
     _tell_once(problem)
     return None
@@ -339,24 +352,79 @@ def save_figure(
 # ---------------------------------------------------------------------- notebooks
 
 
+def _png_renderer() -> Any:
+    """A plotly renderer that shows a figure as ``image/png`` made by `_render` (one
+    browser per figure, MathJax off, one retry), or as one line of text where that fails."""
+    import base64
+
+    from plotly.io.base_renderers import MimetypeRenderer
+
+    class PngRenderer(MimetypeRenderer):
+        def to_mimebundle(self, fig_dict: dict[str, Any]) -> dict[str, str]:
+            images = _static_images([(_figure_json(fig_dict), "png")])
+            if images is None:
+                return {"text/plain": f"(figure not shown: {static_images_problem()})"}
+            return {"image/png": base64.b64encode(images[0]).decode("ascii")}
+
+    return PngRenderer()
+
+
+def _html_renderer() -> Any:
+    """plotly's "notebook" renderer (plotly.js embedded once in the notebook) without the
+    MathJax script it loads from a CDN for every figure."""
+    import plotly.io as pio
+    from plotly.io.base_renderers import NotebookRenderer
+
+    class OfflineNotebookRenderer(NotebookRenderer):
+        def to_mimebundle(self, fig_dict: dict[str, Any]) -> dict[str, str]:
+            page = pio.to_html(
+                fig_dict,
+                config=self.config,
+                auto_play=self.auto_play,
+                include_plotlyjs=self.include_plotlyjs,
+                include_mathjax=False,
+                full_html=False,
+                animation_opts=self.animation_opts,
+                default_width="100%",
+                default_height=525,
+                validate=False,
+            )
+            return {"text/html": page}
+
+    return OfflineNotebookRenderer()
+
+
+PNG_RENDERER = "lsn_mech_png"
+"""The name `notebook_figures` registers its PNG renderer under in ``plotly.io.renderers``."""
+
+HTML_RENDERER = "lsn_mech_notebook"
+"""The name of its interactive renderer (plotly.js embedded in the notebook, no CDN)."""
+
+
 def notebook_figures(interactive: bool = False) -> str:
     """Make plotly figures in a notebook show as images that render everywhere; returns
     the renderer set as plotly's default.
 
-    * default: ``"png"``, so stored outputs carry ``image/png`` that GitHub, nbviewer and
-      the docs show without JavaScript;
-    * ``interactive=True``: ``"notebook+png"``, plotly.js embedded in the notebook (never
-      from a CDN) for zoom and hover, plus the PNG in the same output;
-    * without a static exporter: ``"notebook"`` (embedded plotly.js, opens offline) and the
-      one-time message saying how to get images.
+    * default: ``"lsn_mech_png"``, so stored outputs carry ``image/png`` that GitHub,
+      nbviewer and the docs show without JavaScript;
+    * ``interactive=True``: ``"lsn_mech_notebook+lsn_mech_png"``: plotly.js embedded once
+      in the notebook (nothing from a CDN) for zoom and hover, plus the PNG in the same
+      output (viewers that prefer HTML, like GitHub's, may show the HTML part, which needs
+      JavaScript);
+    * without a static exporter: ``"lsn_mech_notebook"`` (interactive, opens offline) and
+      the one-time message saying how to get images.
     """
     import plotly.io as pio
 
+    if HTML_RENDERER not in pio.renderers:
+        pio.renderers[HTML_RENDERER] = _html_renderer()
     problem = static_images_problem()
     if problem is None:
-        renderer = "notebook+png" if interactive else "png"
+        if PNG_RENDERER not in pio.renderers:
+            pio.renderers[PNG_RENDERER] = _png_renderer()
+        renderer = f"{HTML_RENDERER}+{PNG_RENDERER}" if interactive else PNG_RENDERER
     else:
-        renderer = "notebook"
+        renderer = HTML_RENDERER
         _tell_once(problem)
     pio.renderers.default = renderer
     return renderer
