@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from lsn_mech.files import atomic_write, atomic_write_text
-
 __all__ = [
     "HTML_RENDERER",
     "IMAGES_FIX",
@@ -276,6 +274,8 @@ def _write_plotly_js(folder: Path) -> Path:
     differs (another plotly version wrote it), so a folder keeps one matching copy."""
     from plotly.offline import get_plotlyjs
 
+    from lsn_mech.files import atomic_write_text  # deferred: it imports torch
+
     target = folder / PLOTLY_JS
     bundle = get_plotlyjs()
     if not (target.is_file() and target.read_text(encoding="utf-8") == bundle):
@@ -300,6 +300,8 @@ def save_figures(
     Where no exporter works the images are skipped with one `StaticImagesSkippedWarning`
     per process that says how to get them (`IMAGES_FIX`).
     """
+    from lsn_mech.files import atomic_write, atomic_write_text  # deferred: it imports torch
+
     target = Path(folder)
     html_paths = {}
     for stem, figure in figures.items():
