@@ -231,7 +231,8 @@ JOBS: dict[str, Job] = {
             description="Collect statistics, detect language-specific neurons with LAPE, "
             "deactivate each language's neurons (and random neurons with the same per-layer "
             "counts) and measure every language's perplexity; write report.md, neurons in "
-            "lsn_mech and published LAPE formats, CSV/JSON data and HTML heatmaps to OUTPUT. "
+            "lsn_mech and published LAPE formats, CSV/JSON data, figures (HTML that opens "
+            "offline; PNG where kaleido and Chromium are installed) and report.html to OUTPUT. "
             "Resumable.",
             help=LAPE_HELP,
             choices=_MODEL_CHOICES,

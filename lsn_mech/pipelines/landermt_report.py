@@ -1,5 +1,6 @@
 """The LANDeRMT job's report folder: ``report.md`` with Tables 1–2, data as CSV/JSON and
-figures (Fig. 3–8, 12–13) as interactive HTML."""
+figures (Fig. 3–8, 12–13) as PNG images in ``report.md``/``report.html`` and interactive
+HTML."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 from lsn_mech.files import atomic_write_json, atomic_write_text
 from lsn_mech.pipelines.landermt_methods import METHOD_LABELS
-from lsn_mech.pipelines.report import markdown_table, save_figure
+from lsn_mech.pipelines.report import figure_markdown, markdown_table, skipped_images_line
+from lsn_mech.pipelines.report_html import write_report_html
+from lsn_mech.plots.export import PLOTLY_JS, save_figures
 
 
 def results_rows(results: Mapping[str, Any], directions: list[str]) -> list[list[str]]:
@@ -76,19 +79,21 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
     """Write ``report.md``, ``results.csv``/``.json`` and the figures into ``report.output``."""
     output = report.output
     directions = list(config.directions)
-    figures: list[str] = []
-    figures += save_figure(report.layers.plot("means"), output / "layer_means")
-    figures += save_figure(report.layers.plot("deltas"), output / "layer_deltas")
-    figures += save_figure(report.awareness.plot(), output / "awareness")
-    figures += save_figure(report.split.plot("general"), output / "awareness_general")
-    figures += save_figure(report.split.plot("specific"), output / "awareness_specific")
-    for kind, projection in projections.items():
-        figures += save_figure(projection.plot(), output / f"projection_{kind}")
+    drawn = {
+        "layer_means": report.layers.plot("means"),
+        "layer_deltas": report.layers.plot("deltas"),
+        "awareness": report.awareness.plot(),
+        "awareness_general": report.split.plot("general"),
+        "awareness_specific": report.split.plot("specific"),
+        **{f"projection_{kind}": projection.plot() for kind, projection in projections.items()},
+    }
     if report.results:
-        figures += save_figure(_bleu_figure(report.results, directions), output / "bleu")
+        drawn["bleu"] = _bleu_figure(report.results, directions)
     if report.transfer:
-        figures += save_figure(_transfer_figure(report.transfer), output / "transfer")
+        drawn["transfer"] = _transfer_figure(report.transfer)
         atomic_write_json(output / "transfer.json", report.transfer)
+    saved = save_figures(drawn, output)
+    figures = [path.name for figure in saved.values() for path in figure.paths]
 
     header = ["method", "trainable params", *directions, "mean BLEU", "mean chrF", "train s"]
     header.append("frozen entries unchanged")
@@ -113,11 +118,16 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         f"AdamW lr {config.lr}, weight decay {config.weight_decay}; greedy decoding, "
         f"sacreBLEU (13a; zh for Chinese).",
         "",
+        *skipped_images_line(saved),
         "## Detection",
         "",
         f"Selected layers (k = {config.k}, top |ΔA| transitions, attributed to the "
         f"{config.attribute_to} layer): **{report.layers.layers()}**. "
         f"Per pair: {report.layers.per_pair()}.",
+        "",
+        figure_markdown(saved["layer_means"], "Mean activation per layer and language"),
+        "",
+        figure_markdown(saved["layer_deltas"], "Change of the activation between layers"),
         "",
         f"Awareness from {config.awareness_source} data ({config.awareness_batches} batches per "
         f"language, reduce={config.awareness_reduce}); split with ε = {config.epsilon}:",
@@ -125,6 +135,12 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         "```text",
         split.summary(),
         "```",
+        "",
+        figure_markdown(saved["awareness"], "Average awareness per layer and language"),
+        "",
+        figure_markdown(saved["awareness_general"], "Awareness of the language-general neurons"),
+        "",
+        figure_markdown(saved["awareness_specific"], "Awareness of the language-specific neurons"),
         "",
         "Representations of the top selected layer's neurons (leave-one-out nearest-centroid "
         "accuracy of the language; chance = 1/languages): "
@@ -134,11 +150,21 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         )
         + ".",
         "",
+        *(
+            block
+            for kind in projections
+            for block in (
+                figure_markdown(saved[f"projection_{kind}"], f"{kind} neurons, projected"),
+                "",
+            )
+        ),
         "## Translation quality (Tables 1–2)",
         "",
         markdown_table(header, rows) if rows else "(no method was run)",
         "",
     ]
+    if "bleu" in saved:
+        lines += [figure_markdown(saved["bleu"], "BLEU per direction and method"), ""]
     zero = report.results.get("0-shot")
     ours = report.results.get("landermt")
     full = report.results.get("full")
@@ -164,7 +190,7 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
                 [[r, *(f"{v[c]:+.2f}" for c in columns)] for r, v in report.transfer.items()],
             )
         )
-        lines.append("")
+        lines += ["", figure_markdown(saved["transfer"], "BLEU change over 0-shot"), ""]
     lines += ["## Sample translations", ""]
     for direction, entry in report.samples.items():
         lines.append(f"### {direction}")
@@ -180,11 +206,12 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         "",
         "- `layers.json` (`detect.LayerSelection.load`), `neurons/` (`detect.AwarenessSplit.load`)",
         "- `results.csv`, `results.json`, `samples.json`, `translations/*.json`, `training/*.json`",
-        "- figures: " + ", ".join(f"`{f}`" for f in figures),
+        "- `report.html`: this report with its figures, for a browser (opens offline)",
+        "- figures: " + ", ".join(f"`{f}`" for f in figures) + f" (the HTML loads `{PLOTLY_JS}`)",
         "",
         "## Time per stage (seconds)",
         "",
         markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in report.seconds.items()]),
         "",
     ]
-    atomic_write_text(output / "report.md", "\n".join(lines))
+    write_report_html(atomic_write_text(output / "report.md", "\n".join(lines)))

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lsn_mech.files import atomic_write, atomic_write_json
+from lsn_mech.files import atomic_write_json
 from lsn_mech.pipelines.inputs import CorpusJobConfig, load_job_inputs
 from lsn_mech.pipelines.stages import start_job
+from lsn_mech.plots.export import save_figure
 
 __all__ = ["PplConfig", "PplReport", "run_ppl"]
 
@@ -51,8 +52,8 @@ def run_ppl(
     config: PplConfig, *, progress: bool = True, log: Callable[[str], None] = print
 ) -> PplReport:
     """Write ``perplexity.json`` (``ppl``, ``nll``, ``tokens`` per language) or, with
-    ``config.neurons``, ``ppl_matrix.json``/``.csv``/``.html``; plus ``config.json`` and
-    ``timings.json``."""
+    ``config.neurons``, ``ppl_matrix.json``/``.csv``/``.html`` (and ``.png`` where a static
+    exporter works); plus ``config.json`` and ``timings.json``."""
     from lsn_mech.corpora.sources import language_windows
     from lsn_mech.evaluate import perplexity, ppl_change_matrix
     from lsn_mech.neurons import LanguageNeurons
@@ -94,7 +95,6 @@ def run_ppl(
         )
         matrix.save(output / "ppl_matrix.json")
         matrix.to_csv(output / "ppl_matrix.csv")
-        figure = matrix.plot()
-        atomic_write(output / "ppl_matrix.html", lambda tmp: figure.write_html(str(tmp)))
+        save_figure(matrix.plot(), output / "ppl_matrix")
     timer.finish(output)
     return PplReport(output, None, matrix, timer.seconds)

@@ -2,28 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lsn_mech.files import atomic_write, atomic_write_text
+from lsn_mech.files import atomic_write_text
+from lsn_mech.pipelines.report_html import write_report_html
+from lsn_mech.plots.export import (
+    PLOTLY_JS,
+    SavedFigure,
+    save_figures,
+    skipped_images_message,
+    static_images_problem,
+)
+from lsn_mech.plots.export import save_figure as plots_save_figure
 
 
 def save_figure(figure: Any, stem: Path) -> list[str]:
-    """Write ``stem.html`` always and ``stem.png`` when a static exporter works offline."""
-    written = [stem.with_suffix(".html").name]
-    atomic_write(
-        stem.with_suffix(".html"),
-        lambda temporary: figure.write_html(str(temporary), include_plotlyjs="cdn"),
-    )
-    try:
-        atomic_write(
-            stem.with_suffix(".png"),
-            lambda temporary: figure.write_image(str(temporary), format="png"),
-        )
-        written.append(stem.with_suffix(".png").name)
-    except Exception:  # kaleido missing, or it needs a browser that is not installed
-        pass
-    return written
+    """Write ``stem.html`` (opens offline) and ``stem.png`` where a static exporter works;
+    the names written. Kept for callers of the old helper: `lsn_mech.plots.save_figure`
+    does the writing."""
+    return [path.name for path in plots_save_figure(figure, stem)]
+
+
+def figure_markdown(saved: SavedFigure, caption: str) -> str:
+    """A figure in ``report.md``: its PNG as an image (GitHub and any Markdown viewer show
+    it) and a link to the interactive HTML; only the link where the PNG was skipped."""
+    link = f"[{caption} (interactive)]({saved.html.name})"
+    if saved.png is None:
+        return link
+    return f"![{caption}]({saved.png.name})\n\n{link}"
+
+
+def skipped_images_line(saved: Mapping[str, SavedFigure]) -> list[str]:
+    """One line for the top of a report whose figures have no PNG, with the fix; none
+    when every figure has its image."""
+    if all(figure.png is not None for figure in saved.values()):
+        return []
+    problem = static_images_problem() or "the static exporter failed"
+    return [f"> Figures are interactive HTML only: {skipped_images_message(problem)}", ""]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -77,16 +94,22 @@ def write_lape_report(
     matrix.to_csv(output / "ppl_matrix.csv", kind="ppl")
     random_matrix.save(output / "ppl_matrix_random.json")
     random_matrix.to_csv(output / "ppl_matrix_random.csv", kind="ppl")
-    figures = save_figure(matrix.plot("log_ratio"), output / "ppl_matrix")
-    figures += save_figure(random_matrix.plot("log_ratio"), output / "ppl_matrix_random")
     distribution = layer_distribution(neurons)
     distribution.save(output / "layer_distribution.json")
     distribution.to_csv(output / "layer_distribution.csv")
-    figures += save_figure(distribution.plot(), output / "layer_distribution")
     overlaps = overlap(neurons)
     overlaps.save(output / "overlap.json")
     overlaps.to_csv(output / "overlap.csv")
-    figures += save_figure(overlaps.plot(), output / "overlap")
+    saved = save_figures(
+        {
+            "ppl_matrix": matrix.plot("log_ratio"),
+            "ppl_matrix_random": random_matrix.plot("log_ratio"),
+            "layer_distribution": distribution.plot(),
+            "overlap": overlaps.plot(),
+        },
+        output,
+    )
+    figures = [path.name for figure in saved.values() for path in figure.paths]
 
     summary = dominance_summary(matrix, random_matrix)
     dominant = [x for x, s in summary.items() if s["diagonal_dominant"]]
@@ -115,6 +138,7 @@ def write_lape_report(
         f"({len(neurons.union()) / (neurons.n_layers * neurons.d_mlp):.2%} of "
         f"{neurons.n_layers * neurons.d_mlp:,}).",
         "",
+        *skipped_images_line(saved),
         "## Finding",
         "",
         f"Deactivating a language's {label} neurons raises that language's perplexity the most "
@@ -146,9 +170,13 @@ def write_lape_report(
         "",
         markdown_table(["language", *map(str, range(neurons.n_layers))], layer_rows),
         "",
+        figure_markdown(saved["layer_distribution"], "Neurons per layer and language"),
+        "",
         "## Overlap between languages (Jaccard)",
         "",
         "Most overlapping pairs: " + ", ".join(f"{a}–{b} {v:.2f}" for a, b, v in pairs) + ".",
+        "",
+        figure_markdown(saved["overlap"], "Jaccard overlap of the languages' neurons"),
         "",
         "## Perplexity with each language's neurons deactivated (rows) per language (columns)",
         "",
@@ -159,9 +187,13 @@ def write_lape_report(
         "",
         _matrix_table(matrix, "ratio", ".3f"),
         "",
+        figure_markdown(saved["ppl_matrix"], f"log PPL ratio, {detector} neurons deactivated"),
+        "",
         "## Random baseline (same per-layer counts), PPL ratio",
         "",
         _matrix_table(random_matrix, "ratio", ".3f"),
+        "",
+        figure_markdown(saved["ppl_matrix_random"], "log PPL ratio, random neurons deactivated"),
         "",
         "## Files",
         "",
@@ -169,11 +201,14 @@ def write_lape_report(
         "- `neurons.safetensors`, `random_neurons.safetensors`: `lsn_mech.LanguageNeurons.load`",
         "- `lape_neurons.pt` + `lape_neurons.languages.json`: the published LAPE format",
         "- `ppl_matrix*.json|csv`, `layer_distribution.*`, `overlap.*`: data",
-        "- figures: " + ", ".join(f"`{f}`" for f in figures),
+        "- `report.html`: this report with its figures, for a browser (opens offline)",
+        "- figures: " + ", ".join(f"`{f}`" for f in figures) + f" (the HTML loads `{PLOTLY_JS}`)",
         "",
         "## Time per stage (seconds)",
         "",
         markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in seconds.items()]),
         "",
     ]
-    return atomic_write_text(output / "report.md", "\n".join(lines))
+    report = atomic_write_text(output / "report.md", "\n".join(lines))
+    write_report_html(report)
+    return report

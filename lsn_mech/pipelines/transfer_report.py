@@ -5,15 +5,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lsn_mech.files import atomic_write, atomic_write_text
+from lsn_mech.files import atomic_write_text
+from lsn_mech.pipelines.report import figure_markdown, skipped_images_line
+from lsn_mech.pipelines.report_html import write_report_html
+from lsn_mech.plots.export import save_figures
 from lsn_mech.results import table
 
 __all__ = ["write_transfer_report"]
 
 
-def _figure(figure: Any, path: Any) -> str:
-    atomic_write(path, lambda temporary: figure.write_html(str(temporary), include_plotlyjs="cdn"))
-    return path.name
+def _draw(report: Any) -> dict[str, Any]:
+    """Every figure of the report by file stem, in the report's order."""
+    drawn = {}
+    if report.overlap is not None:
+        drawn["method_overlap"] = report.overlap.plot()
+    for name, result in report.ppl.items():
+        drawn[f"deactivation_ppl_{name}"] = result.plot()
+    drawn["interventions"] = report.interventions.plot()
+    if report.finetuning is not None:
+        drawn["finetuning"] = report.finetuning.plot()
+    return drawn
 
 
 def _block(text: Any) -> str:
@@ -50,9 +61,11 @@ def _delta_lines(result: Any) -> list[str]:
 
 
 def write_transfer_report(report: Any, config: dict[str, Any]) -> None:
-    """Write ``report.md`` and the HTML figures into ``report.output``."""
-    out = report.output
+    """Write ``report.md``, ``report.html`` and the figures (PNG where a static exporter
+    works, interactive HTML always) into ``report.output``."""
+    saved = save_figures(_draw(report), report.output)
     lines = ["# Cross-lingual transfer with language neurons (Mondal et al., 2025)\n"]
+    lines += skipped_images_line(saved)
     lines.append(_block(json.dumps(config, indent=1)))
     lines += _task_section(report.task)
     lines.append("## Neurons\n")
@@ -66,17 +79,17 @@ def write_transfer_report(report: Any, config: dict[str, Any]) -> None:
         first, second = report.overlap.names
         lines.append(f"{first} vs {second} (Fig. 18–19):\n")
         lines.append(_block(report.overlap))
-        lines.append(f"Figure: {_figure(report.overlap.plot(), out / 'method_overlap.html')}\n")
+        lines.append(figure_markdown(saved["method_overlap"], f"{first} vs {second}") + "\n")
     lines.append("## PPL: zero vs statistic deactivation (Fig. 1)\n")
     for name, result in report.ppl.items():
         lines.append(f"### {name}\n")
         lines.append(_block(result))
-        lines.append(f"Figure: {_figure(result.plot(), out / f'deactivation_ppl_{name}.html')}\n")
+        caption = f"PPL with {name} neurons deactivated"
+        lines.append(figure_markdown(saved[f"deactivation_ppl_{name}"], caption) + "\n")
     lines.append("## Test-time interventions (Tables 1/4)\n")
     lines.append(_block(report.interventions))
     lines += _delta_lines(report.interventions)
-    fig = _figure(report.interventions.plot(), out / "interventions.html")
-    lines.append(f"\nFigure: {fig}\n")
+    lines.append("\n" + figure_markdown(saved["interventions"], "Accuracy per intervention") + "\n")
     if report.finetuning is not None:
         lines.append("## Masked-LoRA finetuning setups (Tables 3/7/8)\n")
         lines.append(_block(report.finetuning))
@@ -87,8 +100,7 @@ def write_transfer_report(report: Any, config: dict[str, Any]) -> None:
         ]
         header = ["finetune", "steps", "trainable", "MLP neurons", "last loss"]
         lines.append("\n" + _block(table(header, training)))
-        fig = _figure(report.finetuning.plot(), out / "finetuning.html")
-        lines.append(f"Figure: {fig}\n")
+        lines.append(figure_markdown(saved["finetuning"], "Accuracy per finetuning setup") + "\n")
     lines.append("## Seconds per stage\n")
     lines.append(_block(table(["stage", "seconds"], list(report.seconds.items()), digits=1)))
-    atomic_write_text(report.report_path, "\n".join(lines))
+    write_report_html(atomic_write_text(report.report_path, "\n".join(lines)))
