@@ -54,7 +54,7 @@ def check_html(page: Path, shots: Path) -> tuple[bool, str]:
     problems = []
     dom = rendered_dom(page)
     if page.name == "report.html":
-        images = re.findall(r'<img src="([^"]+)"', dom)
+        images = re.findall(r'<img[^>]* src="([^"]+)"', dom)
         missing = [src for src in images if not (page.parent / src).is_file()]
         if missing:
             problems.append(f"missing images {missing}")

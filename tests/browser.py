@@ -120,7 +120,9 @@ def non_background_fraction(png: str | Path, *, step: int = 4) -> float:
         rgb = image.convert("RGB")
         width, height = rgb.size
         pixels = rgb.load()
-        counts = Counter(pixels[x, y] for x in range(0, width, step) for y in range(0, height, step))
+        counts = Counter(
+            pixels[x, y] for x in range(0, width, step) for y in range(0, height, step)
+        )
     total = sum(counts.values())
     return 1.0 - counts.most_common(1)[0][1] / total
 

@@ -196,10 +196,10 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         lines.append(f"### {direction}")
         for i, source in enumerate(entry["source"]):
             lines.append(f"- source: {source}")
-            lines.append(f"  - reference: {entry['reference'][i]}")
+            lines.append(f"    - reference: {entry['reference'][i]}")
             for method in report.results:
                 if method in entry:
-                    lines.append(f"  - {method}: {entry[method][i]}")
+                    lines.append(f"    - {method}: {entry[method][i]}")
         lines.append("")
     lines += [
         "## Files",
