@@ -346,7 +346,7 @@ def neuron_html(
         + svg_bars(
             languages,
             [page.probability.get(x) for x in languages],
-            title="activation probability",
+            title="activation probability (mlp_pre > 0)",
             colours=colours,
         )
         + svg_bars(

@@ -200,7 +200,12 @@ def dashboard(
             "languages": chosen,
             "neurons": len(union),
             "pages": [
-                {"layer": p.layer, "index": p.index, "sets": p.sets, "page": page_name(*_at(p))}
+                {
+                    "layer": p.layer,
+                    "index": p.index,
+                    "sets": p.sets,
+                    "page": page_name(p.layer, p.index),
+                }
                 for p in pages
             ],
             "contexts": contexts,
@@ -212,10 +217,6 @@ def dashboard(
         },
     )
     return result
-
-
-def _at(page: NeuronPage) -> tuple[int, int]:
-    return page.layer, page.index
 
 
 def _check_shapes(model: Any, neurons: LanguageNeurons, stats: ActivationStats | None) -> None:
