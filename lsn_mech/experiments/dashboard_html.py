@@ -131,14 +131,14 @@ def svg_bars(
     title: str,
     colours: Sequence[str] | None = None,
     width: int = 360,
-    height: int = 200,
+    height: int = 210,
     digits: int = 3,
 ) -> str:
     """A vertical bar chart as inline SVG (a zero line when values are negative).
 
     ``None`` values draw no bar and are labelled "—".
     """
-    top, bottom, left, right = 28, 34, 8, 8
+    top, bottom, left, right = 38, 34, 8, 8
     finite = [v for v in values if v is not None and math.isfinite(v)]
     high = max([0.0, *finite])
     low = min([0.0, *finite])
@@ -175,7 +175,7 @@ def svg_bars(
             f'font-size="10">{_number(value, digits)}</text>'
         )
         parts.append(
-            f'<text x="{x + bar_width / 2:.1f}" y="{height - bottom + 16:.1f}" '
+            f'<text x="{x + bar_width / 2:.1f}" y="{height - 6:.1f}" '
             f'text-anchor="middle" font-size="12">{esc(label)}</text>'
         )
     parts.append(
