@@ -1496,6 +1496,26 @@ def experiment_cases() -> list[Case]:
             "a NeuronSet instead of LanguageNeurons",
             lambda e: x.layer_distribution(FR(e)),
         ),
+        Case(
+            a,
+            "dashboard",
+            "a NeuronSet instead of LanguageNeurons",
+            lambda e: x.dashboard(e.model, FR(e), e.stats, e.corpus, e.fresh("dash")),
+        ),
+        Case(
+            a,
+            "dashboard",
+            "top_k 0",
+            lambda e: x.dashboard(e.model, e.neurons, e.stats, e.corpus, e.fresh("dash"), top_k=0),
+        ),
+        Case(
+            a,
+            "dashboard",
+            "neurons of another model shape",
+            lambda e: x.dashboard(
+                e.model, lm.LanguageNeurons({"fr": OTHER_SHAPE(e)}), None, e.corpus, e.fresh("d")
+            ),
+        ),
     ]
 
 
@@ -1667,7 +1687,36 @@ def cli_cases() -> list[Case]:
             argv=cmd("stats", "--config", lambda e: _lape_config(e)),
         ),
     ]
+    cases += _dashboard_cases(cmd, out, tf)
     return cases
+
+
+def _dashboard_cases(cmd: Callable[..., Any], out: Any, tf: Any) -> list[Case]:
+    """``lsn-mech dashboard`` with one bad flag after flags that keep it tiny."""
+    small = ("--model", "tiny-llama", "--output", out, "--text-files", tf, "--languages",
+             "en,fr", "--window", "16", "--max-tokens", "32")  # fmt: skip
+    files = ("--neurons", lambda e: e.paths["neurons"], "--stats", lambda e: e.paths["stats"])
+
+    def dash(description: str, *bad: Any) -> Case:
+        argv = cmd("dashboard", *small, *files, *bad)
+        return Case("cli", "lsn-mech dashboard", description, argv=argv)
+
+    return [
+        Case("cli", "lsn-mech dashboard", "no neuron file", argv=cmd("dashboard", *small)),
+        dash("neuron file missing", "--neurons", "/no/such/neurons.safetensors"),
+        dash("neuron file truncated", "--neurons", lambda e: damaged(e, "neurons", "half")),
+        dash("statistics file as neuron file", "--neurons", lambda e: e.paths["stats"]),
+        dash("neuron file as statistics file", "--stats", lambda e: e.paths["neurons"]),
+        dash("statistics file missing", "--stats", "/no/such/stats.safetensors"),
+        dash("neuron file of another model shape", "--neurons", lambda e: _other_shape_file(e)),
+        dash("language not in the neuron file", "--languages", "de"),
+        dash("top k 0", "--top-k", "0"),
+        dash("context -1", "--context", "-1"),
+        dash("max neurons 0", "--max-neurons", "0"),
+        dash("window 0", "--window", "0"),
+        dash("unknown flag", "--bogus", "1"),
+        dash("output is an existing file", "--output", lambda e: e.paths["stats"]),
+    ]
 
 
 def _other_shape_file(e: Env) -> Path:

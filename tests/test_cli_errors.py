@@ -73,6 +73,7 @@ BAD_FLAGS = [
     (["landermt", "--epochs"], "--epochs", "lsn-mech landermt --help"),
     (["transfer", "--read-site", "resid"], "--read-site", "lsn-mech transfer --help"),
     (["transfer", "--setups", "none,all"], "--setups", "lsn-mech transfer --help"),
+    (["dashboard", "--top-k", "many"], "--top-k", "lsn-mech dashboard --help"),
     (["info", "--verbose"], "--verbose", "lsn-mech info --help"),
     (["nosuch"], "nosuch", "lsn-mech --help"),
     ([], "COMMAND", "lsn-mech --help"),

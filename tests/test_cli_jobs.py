@@ -208,6 +208,9 @@ CHANGED = {
     "lape": LapeConfig(languages=("fr",), top_rate=0.02, random_seed=5, device="cpu"),
     "landermt": JOBS["landermt"].config(directions=("en-fr",), learned_car=False, epsilon=0.8),
     "transfer": TransferConfig(targets=("vi",), setups=(), epochs=1, lr=0.01),
+    "dashboard": JOBS["dashboard"].config(
+        neurons=Path("n.safetensors"), languages=("fr", "zh"), top_k=3, context=0
+    ),
 }
 
 

@@ -41,6 +41,7 @@ BAD: dict[str, list[Any]] = {
     "ppl_tokens": [0],
     "checkpoint_every": [0],
     "neurons": [Path("/no/such/neurons.safetensors")],
+    "stats": [Path("/no/such/stats.safetensors")],
     "top_rate": [0, 0.0, 1.5, -0.1, math.nan, math.inf],
     "filter_rate": [-0.1, 1.01, math.nan],
     "activation_bar_ratio": [2.0, -1.0],
@@ -78,6 +79,9 @@ BAD: dict[str, list[Any]] = {
     "ppl_values": [(), ("none",), ("p-5",)],
     "read_site": ["mlp_mid"],
     "setups": [("sometimes",), ("none", "none")],
+    "top_k": [0, -1, 2.5],
+    "context": [-1, 1.5],
+    "max_neurons": [0],
 }
 """Field → values its rule must refuse (out of range, malformed, wrong type)."""
 

@@ -13,6 +13,7 @@ emb = ex.sentence_embeddings(model, aligned)          # [lang, layer, text, d_mo
 ses = ex.sentence_similarity(model, aligned, embeddings=emb)             # Fig. 6
 dom = ex.language_dominance(model, aligned, embeddings=emb)              # Eq. 6 / Fig. 7
 proj = ex.neuron_projection(model, aligned, split.general, layer=10)    # LANDeRMT Fig. 12
+site = ex.dashboard(model, neurons, stats, corpus, "dashboard")          # index.html
 ```
 
 Every result is a dataclass that prints as a table, plots with plotly (``.plot()``),
@@ -55,6 +56,7 @@ from lsn_mech.experiments.language_sets import (
 )
 from lsn_mech.experiments.layers import LayerDistribution, layer_distribution
 from lsn_mech.experiments.method_overlap import MethodOverlap, method_overlap
+from lsn_mech.experiments.neuron_dashboard import Dashboard, dashboard
 from lsn_mech.experiments.overlaps import OverlapResult, overlap
 from lsn_mech.experiments.projection import (
     NeuronProjection,
@@ -99,6 +101,7 @@ __all__ = [
     "SET1",
     "SET6",
     "SETUPS",
+    "Dashboard",
     "DeactivationValuePPL",
     "Generation",
     "LanguageDominance",
@@ -117,6 +120,7 @@ __all__ = [
     "aligned_verses",
     "center_embeddings",
     "compare_language_sets",
+    "dashboard",
     "deactivation_value_ppl",
     "default_prompts",
     "dominance_from_embeddings",

@@ -4,6 +4,7 @@ Each job is a config dataclass and a ``run_*`` function; `JOBS` names them for t
 command line (`lsn_mech.pipelines.jobs`).
 """
 
+from lsn_mech.pipelines.dashboard import DashboardConfig, DashboardReport, run_dashboard
 from lsn_mech.pipelines.jobs import JOBS, Job
 from lsn_mech.pipelines.landermt import LandermtConfig, LandermtReport, run_landermt
 from lsn_mech.pipelines.lape import LapeConfig, LapeReport, run_lape
@@ -14,6 +15,8 @@ from lsn_mech.pipelines.transfer import TransferConfig, TransferReport, run_tran
 
 __all__ = [
     "JOBS",
+    "DashboardConfig",
+    "DashboardReport",
     "Job",
     "LandermtConfig",
     "LandermtReport",
@@ -26,6 +29,7 @@ __all__ = [
     "StatsReport",
     "TransferConfig",
     "TransferReport",
+    "run_dashboard",
     "run_landermt",
     "run_lape",
     "run_ppl",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lsn_mech.pipelines.configs import JobConfigError, config_from_dict, read_config
+from lsn_mech.pipelines.dashboard import DashboardConfig, run_dashboard
 from lsn_mech.pipelines.inputs import DTYPES
 from lsn_mech.pipelines.landermt import LandermtConfig, run_landermt
 from lsn_mech.pipelines.landermt_methods import ALL_METHODS
@@ -183,6 +184,22 @@ TRANSFER_HELP = {
     "eval_batch_size": "verses per evaluation batch",
 }
 
+DASHBOARD_HELP = {
+    **MODEL_HELP,
+    **CORPUS_HELP,
+    "neurons": "LanguageNeurons file (.safetensors), e.g. lsn-mech lape's neurons.safetensors "
+    "(required)",
+    "stats": "statistics file (stats.safetensors) for the per-language bars, or None to "
+    "collect them first",
+    "languages": "languages of the contexts, or None for the neurons' languages",
+    "max_tokens": "tokens per language read for the top contexts",
+    "stats_tokens": "statistics tokens per language when --stats is not given",
+    "top_k": "top-activating contexts kept per neuron and language",
+    "context": "tokens shown either side of each top activation",
+    "max_neurons": "neuron pages at most (taken in turn from each language's set)",
+    "output": "site folder (index.html, neurons/*.html)",
+}
+
 _MODEL_CHOICES: dict[str, tuple[Any, ...]] = {"dtype": DTYPES}
 _CORPUS_METAVARS = {"languages": "LANGS", "text_files": "LANG=PATH"}
 # Written out rather than imported so that `lsn-mech --help` does not import the detectors
@@ -278,6 +295,21 @@ JOBS: dict[str, Job] = {
                 "read_site": SITES,
                 "setups": SETUPS,
             },
+        ),
+        Job(
+            name="dashboard",
+            config=DashboardConfig,
+            run=run_dashboard,
+            summary="a static HTML dashboard of language neurons: sets, statistics, top contexts",
+            description="Write a site that opens offline: an index of the neuron sets (counts "
+            "per layer, overlaps) and one page per neuron with its activation probability and "
+            "mean per language and its top-activating contexts per language, the activating "
+            "tokens highlighted. Contexts come from one streaming pass (a running top-k per "
+            "neuron). Reads --neurons (from lsn-mech lape) and --stats, or collects them.",
+            help=DASHBOARD_HELP,
+            choices=_MODEL_CHOICES,
+            metavars=_CORPUS_METAVARS,
+            printout=lambda report: report.text(),
         ),
     )
 }

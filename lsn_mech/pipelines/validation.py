@@ -290,6 +290,7 @@ FIELD_RULES: dict[str, Rule] = {
     "ppl_tokens": count(1),
     "checkpoint_every": count(1),
     "neurons": existing_file(".safetensors"),
+    "stats": existing_file(".safetensors"),
     # detection
     "top_rate": rate(),
     "filter_rate": fraction(),
@@ -330,6 +331,10 @@ FIELD_RULES: dict[str, Rule] = {
     "ppl_values": intervention_values(allow_none=False),
     "read_site": one_of(_sites),
     "setups": subset(_setups, empty=True),
+    # the dashboard
+    "top_k": count(1),
+    "context": count(0),
+    "max_neurons": count(1),
 }
 """Field name → what its value must be, the same in every job."""
 

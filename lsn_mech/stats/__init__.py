@@ -12,6 +12,7 @@ from lsn_mech.stats.registry import (
     accumulator_type,
     register_accumulator,
 )
+from lsn_mech.stats.top_activations import TopActivations, collect_top_activations
 
 __all__ = [
     "ACCUMULATOR_TYPES",
@@ -26,9 +27,11 @@ __all__ = [
     "PositiveCountAccumulator",
     "QuantileAccumulator",
     "SiteValues",
+    "TopActivations",
     "UnknownAccumulatorError",
     "accumulator_type",
     "collect_stats",
+    "collect_top_activations",
     "register_accumulator",
     "statistic_value",
 ]
