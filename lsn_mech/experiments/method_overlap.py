@@ -118,6 +118,11 @@ class MethodOverlap(Result):
         header += ["overlap_coefficient", "chance_intersection"]
         return ResultTable(header, self._rows())
 
+    def _display_summary(self) -> str:
+        a, b = self.names
+        jaccard = ", ".join(f"{x} {j:.3f}" for x, j in zip(self.languages, self.jaccard()))
+        return f"A = {a}, B = {b}, {len(self.languages)} languages; Jaccard {jaccard}"
+
     def plot(self, language: str | None = None) -> Any:
         """Plotly figure with two panels: ``|A|``, ``|B|``, ``|A ∩ B|`` per language, and
         their per-layer distribution (Mondal et al., Figs. 18–19) for ``language``, or

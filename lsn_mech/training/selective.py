@@ -142,6 +142,15 @@ class TrainingLog(Result):
         rows = [[s.step, *s.pair, s.loss, s.lr, s.seconds, s.tokens] for s in self.steps]
         return ResultTable(header, rows)
 
+    def _display_summary(self) -> str:
+        pairs = ", ".join(f"{a}→{b}" for a, b in self.pairs())
+        losses = self.losses()
+        loss = f"; loss {losses[0]:.4g} → {losses[-1]:.4g}" if losses else ""
+        return (
+            f"{len(self.steps)} steps over {pairs or 'no pair'}{loss}; "
+            f"{self.trainable_parameters:,} trainable parameters"
+        )
+
     def plot(self, *, title: str | None = None) -> Any:
         """A plotly loss curve per language pair (``plotly.graph_objects.Figure``)."""
         import plotly.graph_objects as go
