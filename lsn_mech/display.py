@@ -28,6 +28,8 @@ MAX_CELL_CHARS = 80
 """Longer texts (prompts, generations) are cut with "…" in the notebook view."""
 
 RGB = tuple[int, int, int]
+Heat = float | int | None
+"""The number a cell's colour encodes, or ``None`` for an uncoloured cell."""
 
 SEQUENTIAL: tuple[RGB, ...] = ((247, 251, 255), (107, 174, 214), (8, 48, 107))
 """Light to dark blue: the smallest value is lightest, the largest darkest."""
@@ -49,7 +51,7 @@ class Table:
 
     header: Sequence[Any]
     rows: Sequence[Sequence[Any]]
-    heat: Sequence[Sequence[float | None]] | None = None
+    heat: Sequence[Sequence[Heat]] | None = None
     diverging: bool = False
     center: float = 0.0
     legend: str = ""
@@ -66,9 +68,7 @@ def is_number(value: Any) -> bool:
     )
 
 
-def numeric_heat(
-    rows: Sequence[Sequence[Any]], *, first_column: int = 1
-) -> list[list[float | None]]:
+def numeric_heat(rows: Sequence[Sequence[Any]], *, first_column: int = 1) -> list[list[Heat]]:
     """A heat grid of ``rows``: each number from ``first_column`` on, ``None`` elsewhere."""
     return [
         [float(v) if i >= first_column and is_number(v) else None for i, v in enumerate(row)]
@@ -94,7 +94,7 @@ def _hex(rgb: RGB) -> str:
 
 
 def cell_colours(
-    values: Sequence[Sequence[float | None]], *, diverging: bool = False, center: float = 0.0
+    values: Sequence[Sequence[Heat]], *, diverging: bool = False, center: float = 0.0
 ) -> list[list[str | None]]:
     """Background colours (``"#rrggbb"``) for a heat grid; ``None`` cells stay uncoloured.
 
@@ -103,19 +103,19 @@ def cell_colours(
     value farthest from it the end colour on its side, so equal distances below and
     above the centre get equally strong colours.
     """
-    numbers = [v for row in values for v in row if v is not None and math.isfinite(v)]
+    numbers = [float(v) for row in values for v in row if v is not None and math.isfinite(v)]
+    low, high = min(numbers, default=0.0), max(numbers, default=0.0)
+    reach = max(abs(high - center), abs(low - center))
 
     def position(v: float) -> float:
         if diverging:
-            reach = max((abs(x - center) for x in numbers), default=0.0)
             return 0.5 if reach == 0 else 0.5 + 0.5 * (v - center) / reach
-        low, high = min(numbers), max(numbers)
         return 0.0 if high == low else (v - low) / (high - low)
 
     stops = DIVERGING if diverging else SEQUENTIAL
     return [
         [
-            _hex(_mix(stops, position(v))) if v is not None and math.isfinite(v) else None
+            _hex(_mix(stops, position(float(v)))) if v is not None and math.isfinite(v) else None
             for v in row
         ]
         for row in values
@@ -220,3 +220,8 @@ def counts_line(counts: Sequence[tuple[str, int]], *, limit: int = 12) -> str:
     if len(counts) > limit:
         shown.append(f"… ({len(counts) - limit} more)")
     return ", ".join(shown)
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 language"``, ``"7 languages"``, ``"1,024 neurons"``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"

@@ -497,7 +497,9 @@ class TranslationTable(Result):
         bleu = sum(s.bleu for s in self.scores.values()) / n if n else float("nan")
         chrf = sum(s.chrf for s in self.scores.values()) / n if n else float("nan")
         setting = f" ({self.setting})" if self.setting else ""
-        return f"{n} directions{setting}; mean BLEU {bleu:.2f}, mean chrF {chrf:.2f}"
+        return (
+            f"{display.plural(n, 'direction')}{setting}; mean BLEU {bleu:.2f}, mean chrF {chrf:.2f}"
+        )
 
     def _display_table(self) -> display.Table:
         """BLEU per source (rows) and target (columns)."""

@@ -170,7 +170,8 @@ class DeactivationValuePPL(Result):
 
     def _display_summary(self) -> str:
         return (
-            f"{len(self.languages)} languages' neurons set to {', '.join(self.values)}; "
+            f"neurons of {display.plural(len(self.languages), 'language')} set to "
+            f"{', '.join(self.values)}; "
             f"{'every' if self.full else 'own-language'} perplexity evaluated"
         )
 

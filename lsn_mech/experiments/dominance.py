@@ -115,8 +115,8 @@ class LanguageDominance(Result):
     def _display_summary(self) -> str:
         ranked = ", ".join(f"{x} {v:.3f}" for x, v in self.ranking()[:5])
         return (
-            f"{len(self.languages)} languages, {self.n_texts} aligned texts, {self.n_layers} "
-            f"layers; most dominant (mean over layers): {ranked}"
+            f"{display.plural(len(self.languages), 'language')}, {self.n_texts} aligned texts, "
+            f"{self.n_layers} layers; most dominant (mean over layers): {ranked}"
         )
 
     def _display_table(self) -> display.Table:

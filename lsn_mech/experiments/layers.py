@@ -79,7 +79,7 @@ class LayerDistribution(Result):
         total = self.n_layers * self.d_mlp
         share = f" ({100 * union / total:.2f} % of {total:,} MLP neurons)" if total else ""
         return (
-            f"{len(self.languages)} languages over {self.n_layers} layers; "
+            f"{display.plural(len(self.languages), 'language')} over {self.n_layers} layers; "
             f"{union:,} distinct neurons{share}; {display.counts_line(list(totals.items()))}"
         )
 

@@ -111,7 +111,8 @@ class OverlapResult(Result):
         sizes = display.counts_line(list(zip(self.languages, self.sizes)))
         top = self.pairs_sorted()[:1]
         most = f"; most overlapping {top[0][0]}–{top[0][1]} {top[0][2]:.3g}" if top else ""
-        return f"{self.kind} overlap of {len(self.languages)} languages (neurons: {sizes}){most}"
+        languages = display.plural(len(self.languages), "language")
+        return f"{self.kind} overlap of {languages} (neurons: {sizes}){most}"
 
     def _display_table(self) -> display.Table:
         """The matrix coloured off the diagonal (a language with itself would dominate)."""

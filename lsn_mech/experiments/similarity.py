@@ -117,8 +117,9 @@ class SentenceSimilarity(Result):
             f"; mean highest at layer {peak} ({self.mean[peak]:.3f})" if peak is not None else ""
         )
         return (
-            f"{len(self.languages)} languages, {self.n_texts} aligned texts, {self.n_layers} "
-            f"layers, {self.pooling} pooling{', centred' if self.centered else ''}{where}"
+            f"{display.plural(len(self.languages), 'language')}, {self.n_texts} aligned texts, "
+            f"{self.n_layers} layers, {self.pooling} pooling"
+            f"{', centred' if self.centered else ''}{where}"
         )
 
     def _display_table(self) -> display.Table:

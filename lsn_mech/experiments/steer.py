@@ -151,7 +151,7 @@ class SteeringResult(Result):
 
     def _display_summary(self) -> str:
         mean = ", ".join(f"{self._label(s)} {a:.0%}" for s, a in self.mean_accuracy().items())
-        return f"{len(self.generations)} generations; language accuracy {mean}"
+        return f"{display.plural(len(self.generations), 'generation')}; language accuracy {mean}"
 
     def _display_table(self) -> display.Table:
         """Language accuracy per setting and prompt language (the generations are in

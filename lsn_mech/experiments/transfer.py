@@ -170,7 +170,8 @@ class TransferTable(Result):
 
     def _display_summary(self) -> str:
         return (
-            f"{len(self.rows)} rows × {len(self.columns)} interventions "
+            f"{display.plural(len(self.rows), 'row')} × "
+            f"{display.plural(len(self.columns), 'intervention')} "
             f"({', '.join(self.columns)}); accuracy in %"
         )
 

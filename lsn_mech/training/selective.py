@@ -34,6 +34,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from lsn_mech import display
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.models.runtime import IGNORE_INDEX as IGNORE_INDEX  # kept importable here
 from lsn_mech.models.runtime import target_nll_sum, target_positions, unwrap_peft
@@ -147,7 +148,7 @@ class TrainingLog(Result):
         losses = self.losses()
         loss = f"; loss {losses[0]:.4g} → {losses[-1]:.4g}" if losses else ""
         return (
-            f"{len(self.steps)} steps over {pairs or 'no pair'}{loss}; "
+            f"{display.plural(len(self.steps), 'step')} over {pairs or 'no pair'}{loss}; "
             f"{self.trainable_parameters:,} trainable parameters"
         )
 
