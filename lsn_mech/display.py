@@ -143,7 +143,14 @@ def format_cell(value: Any) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
-_CELL = "padding:2px 6px;border:1px solid #ddd;"
+STYLE = (
+    "<style>.lsn-mech table{border-collapse:collapse;font-size:12px}"
+    ".lsn-mech th,.lsn-mech td{padding:2px 6px;border:1px solid #ddd;text-align:right}"
+    ".lsn-mech .label{text-align:left;font-weight:bold}"
+    ".lsn-mech .more{text-align:left;font-style:italic}"
+    ".lsn-mech .legend{margin:2px 0;font-size:11px;color:#555}</style>"
+)
+"""Shared cell styles, scoped to the ``lsn-mech`` block; each cell's colour is inline."""
 
 
 def table_html(table: Table) -> str:
@@ -155,38 +162,34 @@ def table_html(table: Table) -> str:
         if table.heat is not None
         else None
     )
+    label = ' class="label"'
     head = "".join(
-        f'<th style="{_CELL}text-align:{"left" if i < table.label_columns else "right"}">'
-        f"{html.escape(str(name))}</th>"
+        f"<th{label if i < table.label_columns else ''}>{html.escape(str(name))}</th>"
         for i, name in enumerate(table.header)
     )
-    lines = [
-        '<table class="lsn-mech-table" style="border-collapse:collapse;font-size:12px">',
-        f"<thead><tr>{head}</tr></thead><tbody>",
-    ]
+    lines = [f"<table><thead><tr>{head}</tr></thead><tbody>"]
     shown = list(table.rows)[: max(table.max_rows, 0)]
     for r, row in enumerate(shown):
         cells = []
         for i, value in enumerate(row):
-            label = i < table.label_columns
-            style = _CELL + ("text-align:left;font-weight:bold;" if label else "text-align:right;")
+            attributes = label if i < table.label_columns else ""
             background = colours[r][i] if colours is not None and i < len(colours[r]) else None
             if background is not None:
-                style += f"background-color:{background};color:{text_colour(background)};"
-            cells.append(f'<td style="{style}">{html.escape(format_cell(value))}</td>')
+                attributes += (
+                    f' style="background-color:{background};color:{text_colour(background)}"'
+                )
+            cells.append(f"<td{attributes}>{html.escape(format_cell(value))}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
     hidden = len(table.rows) - len(shown)
     if hidden > 0:
         lines.append(
-            f'<tr><td colspan="{max(len(table.header), 1)}" style="{_CELL}font-style:italic">'
+            f'<tr><td class="more" colspan="{max(len(table.header), 1)}">'
             f"… {hidden:,} more row{'s' if hidden != 1 else ''} (to_pandas() has them all)"
             "</td></tr>"
         )
     lines.append("</tbody></table>")
     if table.legend:
-        lines.append(
-            f'<p style="margin:2px 0;font-size:11px;color:#555">{html.escape(table.legend)}</p>'
-        )
+        lines.append(f'<p class="legend">{html.escape(table.legend)}</p>')
     return "\n".join(lines)
 
 
@@ -207,7 +210,7 @@ def title_of(kind: str, provenance: Any = None) -> str:
 def render(title: str, summary: str, table: Table | None = None) -> str:
     """The notebook view: ``title`` in bold and ``summary`` on one line, then ``table``."""
     line = f"<b>{html.escape(title)}</b>" + (f": {html.escape(summary)}" if summary else "")
-    parts = ['<div class="lsn-mech">', f'<p style="margin:2px 0">{line}</p>']
+    parts = ['<div class="lsn-mech">', STYLE, f'<p style="margin:2px 0">{line}</p>']
     if table is not None:
         parts.append(table_html(table))
     parts.append("</div>")
