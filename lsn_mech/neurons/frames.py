@@ -68,7 +68,8 @@ def neuron_set_html(neuron_set: Any) -> str:
     total = neuron_set.n_layers * neuron_set.d_mlp
     summary = (
         f"{display.plural(len(neuron_set), 'neuron')} ({_share(len(neuron_set), total)} of "
-        f"{neuron_set.n_layers} layers × {neuron_set.d_mlp}), site {neuron_set.site}"
+        f"{display.plural(neuron_set.n_layers, 'layer')} × {neuron_set.d_mlp}), "
+        f"site {neuron_set.site}"
     )
     if neuron_set.model_id is not None:
         summary += f", model {neuron_set.model_id}"

@@ -137,7 +137,8 @@ def stats_html(stats: Any) -> str:
     """Languages, shape, sites and tokens on one line; the summary frame below."""
     tokens = [(x, int(n)) for x, n in zip(stats.languages, stats.tokens.tolist())]
     summary = (
-        f"{display.plural(len(stats.languages), 'language')}, {stats.n_layers} layers × "
+        f"{display.plural(len(stats.languages), 'language')}, "
+        f"{display.plural(stats.n_layers, 'layer')} × "
         f"{stats.d_mlp} ({stats.n_layers * stats.d_mlp:,} MLP neurons), sites "
         f"{', '.join(stats.sites)}; tokens {display.counts_line(tokens)}"
     )
