@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import html
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
+from lsn_mech import display
 from lsn_mech.errors import CorruptFileError, LsnMechError, MissingFileError
 from lsn_mech.files import atomic_write, atomic_write_text, read_json
 from lsn_mech.provenance import Provenance
@@ -272,32 +272,64 @@ class Result:
         return build_from_file(path, cls, lambda: cls.from_dict(data))
 
     # ----- table ----------------------------------------------------------------------
+    table_forms: ClassVar[tuple[str, ...]] = ("long",)
+    """The forms of the table (``to_pandas(form=...)``), its default first. ``"long"``: one
+    row per item or cell; ``"wide"``: a matrix, one column per language (or intervention,
+    value…). With more than one, `tabulate` takes ``form=``."""
+
     def tabulate(self, *args: Any, **options: Any) -> ResultTable:
         """The result as one table (header and rows); options choose a view."""
         raise ResultOperationError(
             f"{type(self).__name__} declares no table; save() it as JSON or read its fields."
         )
 
-    def to_csv(self, path: str | Path, *args: Any, **options: Any) -> Path:
-        """Write `tabulate` (with the same options) as CSV; floats exact (``repr``)."""
-        header, rows = self.tabulate(*args, **options)
+    def _table(self, args: tuple[Any, ...], form: str | None, options: dict[str, Any]) -> Any:
+        """`tabulate` in ``form`` (default: the first of `table_forms`), or a refusal that
+        names the forms there are."""
+        forms = type(self).table_forms
+        if form is not None and form not in forms:
+            raise ResultOperationError(
+                f"{type(self).__name__} has no {form!r} table; pass form= one of "
+                f"{', '.join(repr(f) for f in forms)} (docs/dataframes.md lists each)."
+            )
+        if form is not None and len(forms) > 1:
+            options = {**options, "form": form}
+        return self.tabulate(*args, **options)
+
+    def to_csv(self, path: str | Path, *args: Any, form: str | None = None, **options: Any) -> Path:
+        """Write `tabulate` (with the same options and ``form``) as CSV; floats exact."""
+        header, rows = self._table(args, form, options)
         return write_csv(path, header, rows)
 
-    def to_pandas(self, *args: Any, **options: Any) -> Any:
-        """`tabulate` (with the same options) as a ``pandas.DataFrame``."""
+    def to_pandas(self, *args: Any, form: str | None = None, **options: Any) -> Any:
+        """`tabulate` as a ``pandas.DataFrame`` with a plain index, label columns first.
+
+        ``form`` picks one of `table_forms` (``"long"`` or ``"wide"``; each class's
+        docstring and docs/dataframes.md say what its rows are); other options (``kind``,
+        ``metric``) choose the values, as for `to_csv`.
+        """
         import pandas as pd
 
-        header, rows = self.tabulate(*args, **options)
+        header, rows = self._table(args, form, options)
         return pd.DataFrame([list(row) for row in rows], columns=list(header))
 
+    def _display_summary(self) -> str:
+        """The one line above the notebook table (sizes, headline numbers)."""
+        header, rows = self.tabulate()
+        return f"{len(rows):,} row{'s' if len(rows) != 1 else ''} × {len(header)} columns"
+
+    def _display_table(self) -> display.Table:
+        """The table the notebook shows (default: `tabulate`, uncoloured); matrices
+        override this to colour their cells."""
+        header, rows = self.tabulate()
+        return display.Table(header, rows)
+
     def _repr_html_(self) -> str | None:
-        """Notebook view: the default table, headed by the class and method."""
+        """Notebook view: class, method and model, a one-line summary, a compact table."""
         if type(self).tabulate is Result.tabulate:
             return None
-        method = getattr(getattr(self, "provenance", None), "method", None)
-        title = type(self).__name__ + (f" ({method})" if method else "")
-        frame = self.to_pandas()
-        return f"<p><b>{html.escape(title)}</b></p>" + frame.to_html(index=False, max_rows=60)
+        title = display.title_of(type(self).__name__, getattr(self, "provenance", None))
+        return display.render(title, self._display_summary(), self._display_table())
 
     def plot(self, *args: Any, **options: Any) -> Any:
         """A plotly figure of the result (subclasses that have one override this)."""

@@ -29,7 +29,9 @@ PACKAGE = REPO / "lsn_mech"
 
 # ----------------------------------------------------------------------------- layers
 
-CROSS_CUTTING = frozenset({"errors", "files", "hub", "provenance", "results", "_version"})
+CROSS_CUTTING = frozenset(
+    {"display", "errors", "files", "hub", "provenance", "results", "_version"}
+)
 """Top-level modules any layer may import; they import only each other."""
 
 FACADE = "lsn_mech"

@@ -38,6 +38,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lsn_mech import display
 from lsn_mech._version import __version__
 from lsn_mech.detect._common import DetectorInputError
 from lsn_mech.errors import CorruptFileError, MissingLanguageError
@@ -256,6 +257,55 @@ class Awareness:
             raise CorruptFileError(f"{source} has unknown fields {unknown}. {fix}")
         meta["provenance"] = Provenance.from_dict(meta.get("provenance"))
         return cls(scores=scores, **meta)
+
+    # ----- dataframes and display ------------------------------------------------------
+    def to_pandas(self, form: str = "wide") -> Any:
+        """``form="wide"`` (cheap): one row per scored ``layer``, one column per language
+        holding its mean awareness over the layer's neurons (`layer_means`, Fig. 8).
+        ``form="long"``: one row per (``language``, ``layer``, ``neuron``) with its
+        ``awareness`` (``len(layers) × d_mlp`` rows per language; the wide form is its
+        mean per layer and language)."""
+        import pandas as pd
+
+        if form not in ("wide", "long"):
+            raise DetectorInputError(
+                f"Awareness.to_pandas(form={form!r}): form must be 'wide' (mean per layer) or "
+                "'long' (one row per neuron)."
+            )
+        if form == "wide":
+            return pd.DataFrame(self._layer_rows(), columns=["layer", *self.languages])
+        layer = torch.tensor(self.layers, dtype=torch.long).repeat_interleave(self.d_mlp)
+        neuron = torch.arange(self.d_mlp).repeat(len(self.layers))
+        parts = []
+        for i, language in enumerate(self.languages):
+            part = pd.DataFrame({"layer": layer.numpy(), "neuron": neuron.numpy()})
+            part.insert(0, "language", language)
+            part["awareness"] = self.scores[..., i].reshape(-1).double().cpu().numpy()
+            parts.append(part)
+        return pd.concat(parts, ignore_index=True)
+
+    def _layer_rows(self) -> list[list[Any]]:
+        """``[layer, mean of each language]`` per scored layer."""
+        means = self.layer_means()
+        return [
+            [layer, *(means[x][i] for x in self.languages)] for i, layer in enumerate(self.layers)
+        ]
+
+    def _repr_html_(self) -> str:
+        """Notebook view: what was scored on one line, the mean per layer below."""
+        summary = (
+            f"{display.plural(len(self.languages), 'language')}, layers {self.layers} of "
+            f"{self.n_layers} × {self.d_mlp}, site {self.site}, reduce {self.reduce}; passes "
+            + display.counts_line(list(zip(self.languages, self.passes)))
+        )
+        rows = self._layer_rows()
+        table = display.Table(
+            ["layer", *self.languages],
+            rows,
+            heat=display.numeric_heat(rows),
+            legend="colour: mean awareness Φ of the layer's neurons",
+        )
+        return display.render(display.title_of("Awareness", self.provenance), summary, table)
 
 
 AWARENESS_FORMAT = "lsn_mech.Awareness"

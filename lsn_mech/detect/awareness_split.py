@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from lsn_mech import display
 from lsn_mech._version import __version__
 from lsn_mech.detect._common import DetectorInputError, check_rate, check_selectable
 from lsn_mech.detect.awareness import Awareness
@@ -127,6 +128,51 @@ class AwarenessSplit:
             epsilon=float(parameters.get("epsilon", 0.9)),
             awareness=awareness,
         )
+
+    # ----- dataframes and display ------------------------------------------------------
+    def _sets(self) -> dict[str, NeuronSet]:
+        return {"general": self.general, **dict(self.specific.items())}
+
+    def to_pandas(self, form: str = "long") -> Any:
+        """``form="long"``: one row per neuron: ``set`` (``"general"`` or the language it
+        is specific to), ``layer``, ``neuron``. ``form="wide"``: one row per set, its
+        neuron count in each selected layer (columns: the layer numbers)."""
+        import pandas as pd
+
+        if form not in ("long", "wide"):
+            raise DetectorInputError(
+                f"AwarenessSplit.to_pandas(form={form!r}): form must be 'long' (one row per "
+                "neuron) or 'wide' (counts per set × layer)."
+            )
+        if form == "wide":
+            return pd.DataFrame(self._count_rows(), columns=["set", *self.layers])
+        parts = []
+        for name, neuron_set in self._sets().items():
+            part = neuron_set.to_pandas()
+            part.insert(0, "set", name)
+            parts.append(part)
+        return pd.concat(parts, ignore_index=True)
+
+    def _count_rows(self) -> list[list[Any]]:
+        rows = []
+        for name, neuron_set in self._sets().items():
+            counts = neuron_set.per_layer()
+            rows.append([name, *(counts[layer] for layer in self.layers)])
+        return rows
+
+    def _repr_html_(self) -> str:
+        """Notebook view: layers, ε and set sizes on one line; counts per layer below."""
+        sizes = [(name, len(s)) for name, s in self._sets().items()]
+        summary = f"layers {self.layers}, ε = {self.epsilon}; {display.counts_line(sizes)}"
+        rows = self._count_rows()
+        table = display.Table(
+            ["set", *map(str, self.layers)],
+            rows,
+            heat=display.numeric_heat(rows),
+            legend="colour: neurons in the layer",
+        )
+        provenance = self.specific.provenance
+        return display.render(display.title_of("AwarenessSplit", provenance), summary, table)
 
 
 def _masked_means(scores: Tensor, mask: Tensor) -> list[float]:

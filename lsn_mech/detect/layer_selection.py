@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lsn_mech import display
 from lsn_mech._version import __version__
 from lsn_mech.detect._common import DetectorInputError
 from lsn_mech.models.protocol import HookedModel, model_device, model_id
@@ -199,6 +200,48 @@ class LayerSelection:
     @classmethod
     def load(cls, path: str | Path) -> LayerSelection:
         return load_json(cls, path)
+
+    # ----- dataframes and display ------------------------------------------------------
+    def to_pandas(self, form: str = "wide") -> Any:
+        """``form="wide"``: one row per ``layer``, one column per pair holding its average
+        activation (Eq. 1's ``mean A_i``, Fig. 4). ``form="long"``: one row per (``pair``,
+        ``layer``) with ``mean`` and ``selected`` (the layer is among the pair's own
+        top-``k``)."""
+        import pandas as pd
+
+        if form not in ("wide", "long"):
+            raise DetectorInputError(
+                f"LayerSelection.to_pandas(form={form!r}): form must be 'wide' (layer × pair) "
+                "or 'long' (one row per pair and layer)."
+            )
+        if form == "wide":
+            return pd.DataFrame(self._layer_rows(), columns=["layer", *self.pairs])
+        rows = [
+            [pair, layer, value, layer in chosen]
+            for pair, means, chosen in zip(self.pairs, self.means, self.per_pair().values())
+            for layer, value in enumerate(means)
+        ]
+        return pd.DataFrame(rows, columns=["pair", "layer", "mean", "selected"])
+
+    def _layer_rows(self) -> list[list[Any]]:
+        return [[layer, *(means[layer] for means in self.means)] for layer in range(self.n_layers)]
+
+    def _repr_html_(self) -> str:
+        """Notebook view: the shared selection on one line; the per-layer means below,
+        the selected layers' labels marked with ``*``."""
+        shared = self.layers() if self.pairs else []
+        summary = (
+            f"{display.plural(len(self.pairs), 'pair')}, top-{self.k} layers by |Δ mean "
+            f"activation| (attributed to the {self.attribute_to} layer): {shared}"
+        )
+        rows = [[f"{r[0]}*" if r[0] in shared else r[0], *r[1:]] for r in self._layer_rows()]
+        table = display.Table(
+            ["layer", *self.pairs],
+            rows,
+            heat=display.numeric_heat(rows),
+            legend="colour: average activation of the layer (Fig. 4); * selected",
+        )
+        return display.render(display.title_of("LayerSelection", self.provenance), summary, table)
 
 
 def _check_k(k: int, n_layers: int) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from lsn_mech import display
 from lsn_mech.corpora.sources import (
     corpus_languages,
     corpus_provenance,
@@ -83,11 +84,49 @@ class PPLChangeMatrix(Result):
                 result[row_name] = matrix[i][j] == max(matrix[i])
         return result
 
-    def tabulate(self, kind: str = "ppl") -> ResultTable:
-        """One ``kind`` of the matrix, with the base perplexities as the first row."""
+    table_forms = ("wide", "long")
+
+    def tabulate(self, kind: str = "ppl", *, form: str = "wide") -> ResultTable:
+        """The matrix as a table.
+
+        ``form="wide"``: one row per deactivated set, one column per evaluated language,
+        the values in ``kind``; the base perplexities are the first row (``"none
+        (base)"``). ``form="long"``: one row per (deactivated, evaluated) cell with every
+        view: ``ppl``, ``base_ppl``, ``delta``, ``ratio``, ``log_ratio`` and the evaluated
+        ``tokens`` (``kind`` is not needed there).
+        """
+        if form == "long":
+            views = [self.values(k) for k in ("delta", "ratio", "log_ratio")]
+            header = ["deactivated", "evaluated", "ppl", "base_ppl", "delta", "ratio"]
+            long_rows = [
+                [name, column, self.ppl[i][j], self.base[j], *(v[i][j] for v in views), tokens]
+                for i, name in enumerate(self.rows)
+                for j, (column, tokens) in enumerate(zip(self.columns, self.tokens))
+            ]
+            return ResultTable([*header, "log_ratio", "tokens"], long_rows)
         rows = [["none (base)", *self.base]]
         rows += [[name, *row] for name, row in zip(self.rows, self.values(kind))]
         return ResultTable(["deactivated", *self.columns], rows)
+
+    def _display_summary(self) -> str:
+        base = ", ".join(f"{c} {b:.2f}" for c, b in zip(self.columns, self.base))
+        return (
+            f"{len(self.rows)} deactivated sets × {len(self.columns)} evaluated languages; "
+            f"base PPL {base}"
+        )
+
+    def _display_table(self) -> display.Table:
+        """PPL per cell, coloured by log(PPL / base): red where deactivating hurts."""
+        header, rows = self.tabulate("ppl")
+        log = self.values("log_ratio")
+        heat = [[None] * len(rows[0]), *([None, *row] for row in log)]
+        return display.Table(
+            header,
+            rows,
+            heat=heat,
+            diverging=True,
+            legend="cells: PPL; colour: log(PPL / base PPL), blue < 0 < red (first row: base)",
+        )
 
     def plot(self, kind: str = "log_ratio") -> Any:
         """A plotly heatmap (rows: deactivated, columns: evaluated)."""

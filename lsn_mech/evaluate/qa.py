@@ -442,6 +442,9 @@ class QAResult(ScoredResult):
     def __str__(self) -> str:
         return f"{self.language}: {self.scores}"
 
+    def _display_summary(self) -> str:
+        return str(self)
+
 
 def _language(data: Dataset, default: str) -> str:
     if "language" in data.column_names and len(data):

@@ -24,6 +24,7 @@ from typing import Any
 
 from datasets import Dataset
 
+from lsn_mech import display
 from lsn_mech._version import __version__
 from lsn_mech.corpora.corpus import column_list
 from lsn_mech.corpora.translation import (
@@ -338,6 +339,9 @@ class TranslationResult(ScoredResult):
     def __str__(self) -> str:
         return f"{self.direction} ({self.shots}-shot): {self.scores}"
 
+    def _display_summary(self) -> str:
+        return str(self)
+
 
 def _direction(examples: Dataset) -> tuple[str, str]:
     pairs = set(zip(column_list(examples, "src_lang"), column_list(examples, "tgt_lang")))
@@ -463,8 +467,22 @@ class TranslationTable(Result):
             out.append({"direction": direction, "src": src, "tgt": tgt, **s.to_dict()})
         return out
 
-    def tabulate(self) -> ResultTable:
-        """`rows` as a table: direction, src, tgt, n, bleu, chrf and both signatures."""
+    table_forms = ("long", "wide")
+
+    def tabulate(self, metric: str = "bleu", *, form: str = "long") -> ResultTable:
+        """``form="long"``: `rows` as a table: direction, src, tgt, n, bleu, chrf and
+        both signatures (``metric`` is not needed there). ``form="wide"``: one row per
+        source language, one column per target language, holding ``metric``
+        (``"bleu"`` or ``"chrf"``); empty for a direction not evaluated."""
+        if metric not in ("bleu", "chrf"):
+            raise TranslationEvalError(f"metric must be 'bleu' or 'chrf', got {metric!r}.")
+        if form == "wide":
+            rows = self.rows()
+            sources = list(dict.fromkeys(r["src"] for r in rows))
+            targets = list(dict.fromkeys(r["tgt"] for r in rows))
+            values = {(r["src"], r["tgt"]): r[metric] for r in rows}
+            matrix = [[s, *(values.get((s, t)) for t in targets)] for s in sources]
+            return ResultTable(["src", *targets], matrix)
         fields = ["direction", "src", "tgt", "n", "bleu", "chrf"]
         fields += ["bleu_signature", "chrf_signature"]
         return ResultTable(fields, [[row[f] for f in fields] for row in self.rows()])
@@ -473,6 +491,20 @@ class TranslationTable(Result):
     def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
         fields["scores"] = {k: TranslationScores.from_dict(v) for k, v in fields["scores"].items()}
         return fields
+
+    def _display_summary(self) -> str:
+        n = len(self.scores)
+        bleu = sum(s.bleu for s in self.scores.values()) / n if n else float("nan")
+        chrf = sum(s.chrf for s in self.scores.values()) / n if n else float("nan")
+        setting = f" ({self.setting})" if self.setting else ""
+        return (
+            f"{display.plural(n, 'direction')}{setting}; mean BLEU {bleu:.2f}, mean chrF {chrf:.2f}"
+        )
+
+    def _display_table(self) -> display.Table:
+        """BLEU per source (rows) and target (columns)."""
+        header, rows = self.tabulate(form="wide")
+        return display.Table(header, rows, heat=display.numeric_heat(rows), legend="colour: BLEU")
 
     def plot(self, metric: str = "bleu", kind: str = "bar") -> Any:
         """A plotly bar chart per direction, or a source × target heatmap."""

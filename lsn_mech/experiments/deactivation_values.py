@@ -20,6 +20,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from lsn_mech import display
 from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, StatisticsMismatchError
 from lsn_mech.evaluate.perplexity import perplexity
@@ -137,14 +138,49 @@ class DeactivationValuePPL(Result):
         plane = self.ppl[self._value_index(value)]
         return [[_view(p, b, kind) for p, b in zip(row, self.base)] for row in plane]
 
-    def tabulate(self, kind: str = "delta") -> ResultTable:
-        """One row per language: neurons, base PPL, then ``kind`` of each value."""
+    table_forms = ("wide", "long")
+
+    def tabulate(self, kind: str = "delta", *, form: str = "wide") -> ResultTable:
+        """``form="wide"``: one row per language: neurons, base PPL, then ``kind`` of its
+        own perplexity for each value. ``form="long"``: one row per evaluated (value,
+        language whose neurons are set, evaluated language) with ``neurons``,
+        ``written``, ``ppl``, ``base_ppl``, ``delta``, ``ratio`` and ``log_ratio``
+        (cells that were not evaluated are left out)."""
+        if form == "long":
+            rows_long = []
+            for v, (label, plane) in enumerate(zip(self.values, self.ppl)):
+                for i, language in enumerate(self.languages):
+                    for j, column in enumerate(self.columns):
+                        p, base = plane[i][j], self.base[j]
+                        if p is None:
+                            continue
+                        views = [ppl_cell_view(p, base, k) for k in ("delta", "ratio", "log_ratio")]
+                        written = self.written[v][i]
+                        rows_long.append(
+                            [label, language, column, self.n_neurons[i], written, p, base, *views]
+                        )
+            header = ["value", "language", "evaluated", "neurons", "written", "ppl", "base_ppl"]
+            return ResultTable([*header, "delta", "ratio", "log_ratio"], rows_long)
         own = self.own(kind)
         rows = [
             [lang, n, self.base[self.columns.index(lang)], *(own[v][i] for v in range(len(own)))]
             for i, (lang, n) in enumerate(zip(self.languages, self.n_neurons))
         ]
         return ResultTable(["language", "neurons", "base_ppl", *self.values], rows)
+
+    def _display_summary(self) -> str:
+        return (
+            f"neurons of {display.plural(len(self.languages), 'language')} set to "
+            f"{', '.join(self.values)}; "
+            f"{'every' if self.full else 'own-language'} perplexity evaluated"
+        )
+
+    def _display_table(self) -> display.Table:
+        """ΔPPL of each language's own text, coloured around 0."""
+        header, rows = self.tabulate("delta")
+        heat = [[None, None, None, *r[3:]] for r in rows]
+        legend = "cells after base_ppl: PPL − base PPL; colour: blue < 0 < red"
+        return display.Table(header, rows, heat=heat, diverging=True, legend=legend)
 
     def plot(self, kind: str = "delta") -> Any:
         """Grouped bars (Fig. 1): per language, the change of its own perplexity for each

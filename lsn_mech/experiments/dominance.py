@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from lsn_mech import display
 from lsn_mech.experiments._results import Result, ResultTable, table
 from lsn_mech.experiments.embeddings import (
     Pooling,
@@ -96,10 +97,32 @@ class LanguageDominance(Result):
             values = [row[layer] for row in self.scores]
         return sorted(zip(self.languages, values), key=lambda kv: -kv[1])
 
-    def tabulate(self) -> ResultTable:
-        """One row per layer, one column per target language (the scores)."""
+    table_forms = ("wide", "long")
+
+    def tabulate(self, *, form: str = "wide") -> ResultTable:
+        """``form="wide"``: one row per layer, one column per target language (the
+        scores). ``form="long"``: one row per (layer, target) with its ``dominance``."""
+        if form == "long":
+            rows_long = [
+                [layer, language, row[layer]]
+                for layer in range(self.n_layers)
+                for language, row in zip(self.languages, self.scores)
+            ]
+            return ResultTable(["layer", "target", "dominance"], rows_long)
         rows = [[layer, *(row[layer] for row in self.scores)] for layer in range(self.n_layers)]
         return ResultTable(["layer", *self.languages], rows)
+
+    def _display_summary(self) -> str:
+        ranked = ", ".join(f"{x} {v:.3f}" for x, v in self.ranking()[:5])
+        return (
+            f"{display.plural(len(self.languages), 'language')}, {self.n_texts} aligned texts, "
+            f"{self.n_layers} layers; most dominant (mean over layers): {ranked}"
+        )
+
+    def _display_table(self) -> display.Table:
+        header, rows = self.tabulate()
+        legend = "colour: dominance (mean SES after moving the other languages to the target)"
+        return display.Table(header, rows, heat=display.numeric_heat(rows), legend=legend)
 
     def plot(self) -> Any:
         """One line per target language: its dominance score over the layers (Fig. 7)."""

@@ -99,6 +99,13 @@ class LanguageSetDependency(Result):
             ["language", "size_a", "size_b", "intersection", "jaccard"], self._rows()
         )
 
+    def _display_summary(self) -> str:
+        a, b = self.names
+        return (
+            f"A = {a} ({len(self.set_a)} languages), B = {b} ({len(self.set_b)} languages), "
+            f"{len(self.languages)} shared"
+        )
+
     def plot(self) -> Any:
         """Plotly figure: neurons per language in each set (Mondal et al., Figs. 2–7), and
         for the shared languages how many are kept, lost and gained between the sets."""

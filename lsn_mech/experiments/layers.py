@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from lsn_mech import display
 from lsn_mech._version import __version__
 from lsn_mech.errors import WrongInputError
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
@@ -53,13 +54,40 @@ class LayerDistribution(Result):
             return list(self.shared)
         return list(self.counts[self.languages.index(language)])
 
-    def tabulate(self) -> ResultTable:
-        """One row per layer; columns: the languages, ``union``, ``shared``."""
+    table_forms = ("wide", "long")
+
+    def tabulate(self, *, form: str = "wide") -> ResultTable:
+        """``form="wide"``: one row per layer; columns: the languages, ``union``,
+        ``shared``. ``form="long"``: one row per (layer, language) with its ``neurons``
+        and their ``share`` of the layer's ``d_mlp`` neurons."""
+        if form == "long":
+            rows_long = [
+                [layer, language, row[layer], row[layer] / self.d_mlp if self.d_mlp else 0.0]
+                for layer in range(self.n_layers)
+                for language, row in zip(self.languages, self.counts)
+            ]
+            return ResultTable(["layer", "language", "neurons", "share"], rows_long)
         rows = [
             [layer, *(row[layer] for row in self.counts), self.union[layer], self.shared[layer]]
             for layer in range(self.n_layers)
         ]
         return ResultTable(["layer", *self.languages, "union", "shared"], rows)
+
+    def _display_summary(self) -> str:
+        totals = self.totals()
+        union = totals.pop("union")
+        total = self.n_layers * self.d_mlp
+        share = f" ({100 * union / total:.2f} % of {total:,} MLP neurons)" if total else ""
+        return (
+            f"{display.plural(len(self.languages), 'language')} over {self.n_layers} layers; "
+            f"{union:,} distinct neurons{share}; {display.counts_line(list(totals.items()))}"
+        )
+
+    def _display_table(self) -> display.Table:
+        header, rows = self.tabulate()
+        last = 1 + len(self.languages)  # colour the languages' counts, not union/shared
+        heat = [[v if 1 <= i < last else None for i, v in enumerate(r)] for r in rows]
+        return display.Table(header, rows, heat=heat, legend="colour: neurons per language")
 
     def plot(self, *, union: bool = True, share: bool = False) -> Any:
         """Plotly line chart: one line per language (+ the union), x = layer.

@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from lsn_mech import display
 from lsn_mech._version import __version__
 from lsn_mech.errors import MissingLanguageError
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
@@ -117,6 +118,12 @@ class MethodOverlap(Result):
         header = ["language", "size_a", "size_b", "intersection", "jaccard"]
         header += ["overlap_coefficient", "chance_intersection"]
         return ResultTable(header, self._rows())
+
+    def _display_summary(self) -> str:
+        a, b = self.names
+        jaccard = ", ".join(f"{x} {j:.3f}" for x, j in zip(self.languages, self.jaccard()))
+        languages = display.plural(len(self.languages), "language")
+        return f"A = {a}, B = {b}, {languages}; Jaccard {jaccard}"
 
     def plot(self, language: str | None = None) -> Any:
         """Plotly figure with two panels: ``|A|``, ``|B|``, ``|A ∩ B|`` per language, and

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from lsn_mech import display
 from lsn_mech._version import __version__
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.neurons import LanguageNeurons
@@ -82,11 +83,47 @@ class OverlapResult(Result):
         ]
         return sorted(pairs, key=lambda p: -p[2])
 
-    def tabulate(self, kind: str | None = None) -> ResultTable:
-        """The matrix in one view, with a label column."""
+    table_forms = ("wide", "long")
+
+    def tabulate(self, kind: str | None = None, *, form: str = "wide") -> ResultTable:
+        """The matrix as a table.
+
+        ``form="wide"``: one row per language, one column per language, the values in
+        ``kind`` (default ``self.kind``; the first column's name is the kind).
+        ``form="long"``: one row per ordered pair (``language_a``, ``language_b``), the
+        diagonal included, with ``intersection``, ``jaccard`` and ``fraction``
+        (``|A ∩ B| / |A|``, ``A`` the row language).
+        """
+        if form == "long":
+            views = {k: self.values(k) for k in KINDS}
+            rows = [
+                [a, b, self.intersection[i][j], views["jaccard"][i][j], views["fraction"][i][j]]
+                for i, a in enumerate(self.languages)
+                for j, b in enumerate(self.languages)
+            ]
+            header = ["language_a", "language_b", "intersection", "jaccard", "fraction"]
+            return ResultTable(header, rows)
         matrix = self.values(kind)
         rows = [[lang, *row] for lang, row in zip(self.languages, matrix)]
         return ResultTable([kind or self.kind, *self.languages], rows)
+
+    def _display_summary(self) -> str:
+        sizes = display.counts_line(list(zip(self.languages, self.sizes)))
+        top = self.pairs_sorted()[:1]
+        most = f"; most overlapping {top[0][0]}–{top[0][1]} {top[0][2]:.3g}" if top else ""
+        languages = display.plural(len(self.languages), "language")
+        return f"{self.kind} overlap of {languages} (neurons: {sizes}){most}"
+
+    def _display_table(self) -> display.Table:
+        """The matrix coloured off the diagonal (a language with itself would dominate)."""
+        header, rows = self.tabulate()
+        heat = [
+            [None, *(None if i == j else v for j, v in enumerate(row[1:]))]
+            for i, row in enumerate(rows)
+        ]
+        return display.Table(
+            header, rows, heat=heat, legend=f"colour: {self.kind} (diagonal uncoloured)"
+        )
 
     def plot(self, kind: str | None = None) -> Any:
         """A plotly heatmap of the matrix in one view."""

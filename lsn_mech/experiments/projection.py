@@ -151,6 +151,14 @@ class NeuronProjection(Result):
         )
         return figure
 
+    def _display_summary(self) -> str:
+        explained = " + ".join(f"{e:.0%}" for e in self.explained)
+        return (
+            f"{len(self.points)} texts on the {self.n_neurons} {self.name} neurons of layer "
+            f"{self.layer}; explained {explained}; separation {self.separation:.2f} "
+            f"(2-D: {self.separation_2d:.2f})"
+        )
+
     def tabulate(self) -> ResultTable:
         """One row per text: its language and its two coordinates."""
         rows = [[language, *point] for language, point in zip(self.languages, self.points)]

@@ -9,6 +9,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from lsn_mech import display
 from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_view, window_perplexities
@@ -66,14 +67,43 @@ class SelectionSweep(Result):
         j = self.languages.index(language)
         return [row[j] for row in self.values(kind)]
 
-    def tabulate(self, kind: str = "ppl") -> ResultTable:
-        """One row per ratio (plus the base row for ``kind="ppl"``)."""
+    table_forms = ("wide", "long")
+
+    def tabulate(self, kind: str = "ppl", *, form: str = "wide") -> ResultTable:
+        """``form="wide"``: one row per ratio (plus the base row for ``kind="ppl"``), one
+        column per evaluated language, the values in ``kind``. ``form="long"``: one row
+        per (selection ratio, evaluated language) with ``selection_ratio``, ``n_neurons``,
+        ``language``, ``ppl``, ``base_ppl``, ``delta``, ``ratio`` (ppl / base) and
+        ``log_ratio`` (``kind`` is not needed there)."""
+        if form == "long":
+            views = [self.values(k) for k in ("delta", "ratio", "log_ratio")]
+            rows_long = [
+                [ratio, n, language, self.ppl[r][j], self.base[j], *(v[r][j] for v in views)]
+                for r, (ratio, n) in enumerate(zip(self.ratios, self.n_neurons))
+                for j, language in enumerate(self.languages)
+            ]
+            header = ["selection_ratio", "n_neurons", "language", "ppl", "base_ppl", "delta"]
+            return ResultTable([*header, "ratio", "log_ratio"], rows_long)
         rows: list[list[Any]] = []
         if kind == "ppl":
             rows.append(["base", 0, *self.base])
         for ratio, n, row in zip(self.ratios, self.n_neurons, self.values(kind)):
             rows.append([ratio, n, *row])
         return ResultTable(["ratio", "n_neurons", *self.languages], rows)
+
+    def _display_summary(self) -> str:
+        ratios = ", ".join(f"{100 * r:g} %" for r in self.ratios)
+        return (
+            f"deactivating {self.language} neurons selected at {ratios}; "
+            f"{len(self.languages)} evaluated languages"
+        )
+
+    def _display_table(self) -> display.Table:
+        """PPL per cell, coloured by log(PPL / base)."""
+        header, rows = self.tabulate("ppl")
+        heat = [[None] * len(rows[0]), *([None, None, *r] for r in self.values("log_ratio"))]
+        legend = "cells: PPL; colour: log(PPL / base PPL), blue < 0 < red (first row: base)"
+        return display.Table(header, rows, heat=heat, diverging=True, legend=legend)
 
     def plot(self, kinds: Sequence[str] = ("delta", "ratio")) -> Any:
         """Lines per evaluated language over the selection ratio (%), one panel per kind.

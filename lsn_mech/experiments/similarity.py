@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from lsn_mech import display
 from lsn_mech.experiments._results import Result, ResultTable, table
 from lsn_mech.experiments.embeddings import (
     Pooling,
@@ -89,14 +90,41 @@ class SentenceSimilarity(Result):
         """The layer where the mean SES is highest."""
         return max(range(self.n_layers), key=lambda i: self.mean[i])
 
-    def tabulate(self) -> ResultTable:
-        """One row per layer: the mean, then every pair."""
+    table_forms = ("wide", "long")
+
+    def tabulate(self, *, form: str = "wide") -> ResultTable:
+        """``form="wide"``: one row per layer, the mean over pairs, then one column per
+        language pair (``"en-fr"``). ``form="long"``: one row per (layer, pair) with
+        ``language_a``, ``language_b`` and ``similarity`` (unordered pairs, in language
+        order, as the wide columns)."""
         pairs = self.pairs()
+        if form == "long":
+            rows_long = [
+                [layer, a, b, self.curve(a, b)[layer]]
+                for layer in range(self.n_layers)
+                for a, b in pairs
+            ]
+            return ResultTable(["layer", "language_a", "language_b", "similarity"], rows_long)
         rows = [
             [layer, self.mean[layer], *(self.curve(a, b)[layer] for a, b in pairs)]
             for layer in range(self.n_layers)
         ]
         return ResultTable(["layer", "mean", *(f"{a}-{b}" for a, b in pairs)], rows)
+
+    def _display_summary(self) -> str:
+        peak = self.peak_layer() if self.n_layers else None
+        where = (
+            f"; mean highest at layer {peak} ({self.mean[peak]:.3f})" if peak is not None else ""
+        )
+        return (
+            f"{display.plural(len(self.languages), 'language')}, {self.n_texts} aligned texts, "
+            f"{self.n_layers} layers, {self.pooling} pooling"
+            f"{', centred' if self.centered else ''}{where}"
+        )
+
+    def _display_table(self) -> display.Table:
+        header, rows = self.tabulate()
+        return display.Table(header, rows, heat=display.numeric_heat(rows), legend="colour: SES")
 
     def plot(self, distribution: LayerDistribution | None = None, *, pairs: bool = True) -> Any:
         """Mean SES per layer (bold), each pair's curve (thin), and optionally the number

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from lsn_mech import display
 from lsn_mech._version import __version__
 from lsn_mech.corpora.windows import tokenizer_adds_bos
 from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
@@ -130,11 +131,38 @@ class SteeringResult(Result):
         fields["generations"] = [Generation(**g) for g in fields["generations"]]
         return fields
 
-    def tabulate(self) -> ResultTable:
-        """One row per generation."""
+    table_forms = ("long", "wide")
+
+    def tabulate(self, *, form: str = "long") -> ResultTable:
+        """``form="long"``: one row per generation (its `Generation` fields).
+        ``form="wide"``: language accuracy (share of correct generations) per setting
+        (rows) and prompt language (columns); empty where a setting has no generation
+        for a language (the target in ``cross``)."""
+        if form == "wide":
+            accuracy = self.accuracy()
+            rows_wide = [
+                [setting, *(accuracy[setting].get(x) for x in self.languages)]
+                for setting in self.settings
+            ]
+            return ResultTable(["setting", *self.languages], rows_wide)
         fields = [f.name for f in dataclasses.fields(Generation)]
         rows = [[getattr(g, f) for f in fields] for g in self.generations]
         return ResultTable(fields, rows)
+
+    def _display_summary(self) -> str:
+        mean = ", ".join(f"{self._label(s)} {a:.0%}" for s, a in self.mean_accuracy().items())
+        return f"{display.plural(len(self.generations), 'generation')}; language accuracy {mean}"
+
+    def _display_table(self) -> display.Table:
+        """Language accuracy per setting and prompt language (the generations are in
+        ``to_pandas()``)."""
+        header, rows = self.tabulate(form="wide")
+        return display.Table(
+            header,
+            rows,
+            heat=display.numeric_heat(rows),
+            legend="cells: share of generations in the expected language",
+        )
 
     def plot(self) -> Any:
         """Grouped bars: language accuracy per prompt language, one bar per setting."""

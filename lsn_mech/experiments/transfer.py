@@ -23,6 +23,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from lsn_mech import display
 from lsn_mech.corpora.tasks import ClassificationTask
 from lsn_mech.errors import LsnMechError
 from lsn_mech.evaluate.classification import ClassificationScores, evaluate_classifier
@@ -139,13 +140,54 @@ class TransferTable(Result):
                 return i
         raise KeyError(f"No row with {keys}; rows are {self.row_labels()}.")
 
-    def tabulate(self, metric: str = "accuracy") -> ResultTable:
+    table_forms = ("wide", "long")
+
+    def tabulate(self, metric: str = "accuracy", *, form: str = "wide") -> ResultTable:
+        """``form="wide"``: one row per (setup, detector, language) row, its keys first,
+        then one column per intervention holding ``metric``. ``form="long"``: one row
+        per (row, intervention) with the row's keys, ``intervention``, ``accuracy``,
+        ``macro_f1`` and ``n`` (``metric`` is not needed there)."""
         keys = list(self.rows[0]) if self.rows else []
+        if form == "long":
+            rows_long = [
+                [
+                    *(row.get(k) for k in keys),
+                    column,
+                    self.score(i, column, "accuracy"),
+                    self.score(i, column, "macro_f1"),
+                    int(self.cells[i][column]["n"]),
+                ]
+                for i, row in enumerate(self.rows)
+                for column in self.columns
+            ]
+            header = [*keys, "intervention", "accuracy", "macro_f1", "n"]
+            return ResultTable(header, rows_long)
         values = self.values(metric)
         return ResultTable(
             [*keys, *self.columns],
             [[*row.values(), *vals] for row, vals in zip(self.rows, values, strict=True)],
         )
+
+    def _display_summary(self) -> str:
+        return (
+            f"{display.plural(len(self.rows), 'row')} × "
+            f"{display.plural(len(self.columns), 'intervention')} "
+            f"({', '.join(self.columns)}); accuracy in %"
+        )
+
+    def _display_table(self) -> display.Table:
+        """Accuracy per cell, coloured by its change against no intervention (when the
+        ``"none"`` column is there) or by the accuracy itself."""
+        header, rows = self.tabulate()
+        keys = len(header) - len(self.columns)
+        if "none" in self.columns:
+            heat = [[None] * keys + list(r) for r in self.delta()]
+            legend = "cells: accuracy; colour: change vs no intervention, blue < 0 < red"
+            return display.Table(
+                header, rows, heat=heat, diverging=True, legend=legend, label_columns=keys
+            )
+        heat = display.numeric_heat(rows, first_column=keys)
+        return display.Table(header, rows, heat=heat, legend="colour: accuracy", label_columns=keys)
 
     def plot(self, metric: str = "accuracy", *, delta: bool = True) -> Any:
         """Heatmap of each cell (or its change against no intervention)."""

@@ -23,7 +23,7 @@ from lsn_mech.errors import (
     NeuronShapeMismatchError,
     WrongInputError,
 )
-from lsn_mech.neurons import file_format
+from lsn_mech.neurons import file_format, frames
 from lsn_mech.neurons.neuron_set import DEFAULT_SITE, NeuronSet, Overlap
 from lsn_mech.neurons.pretrained import PretrainedMixin
 from lsn_mech.provenance import Provenance
@@ -114,6 +114,16 @@ class OverlapMatrix:
             yaxis={"autorange": "reversed"},
         )
         return fig
+
+    def to_pandas(self, form: str = "wide") -> Any:
+        """``form="wide"``: the matrix, a label column named after the kind then one
+        column per language; ``form="long"``: one row per ordered pair (``language_a``,
+        ``language_b``, value). Intersections are ints, Jaccard indices floats."""
+        return frames.overlap_matrix_frame(self, form)
+
+    def _repr_html_(self) -> str:
+        """Notebook view: the matrix coloured off the diagonal."""
+        return frames.overlap_matrix_html(self)
 
 
 def _missing(language: str, available: Iterable[str]) -> MissingLanguageError:
@@ -385,3 +395,20 @@ class LanguageNeurons(PretrainedMixin, Mapping[str, NeuronSet]):
         return cls(
             sets, provenance=None if provenance is None else Provenance.from_dict(provenance)
         )
+
+    # ------------------------------------------------------------------ dataframes and display
+
+    def to_pandas(self, form: str = "long", *, include_site: bool = False) -> Any:
+        """The neurons as a ``pandas.DataFrame`` (see docs/dataframes.md).
+
+        ``form="long"``: one row per (``language``, ``layer``, ``neuron``), languages in
+        order, then (layer, neuron) order; ``include_site=True`` adds ``site``.
+        ``form="wide"``: one row per language, its neuron count per layer in columns
+        ``0 … n_layers - 1`` (``int64``): the long form counted per language and layer.
+        """
+        return frames.language_neuron_frame(self, form, include_site=include_site)
+
+    def _repr_html_(self) -> str:
+        """Notebook view: languages, totals, share of the MLP neurons and per-language
+        counts on one line; the counts per language × layer below, coloured."""
+        return frames.language_neurons_html(self)

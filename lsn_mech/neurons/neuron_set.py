@@ -30,7 +30,7 @@ from lsn_mech.errors import (
     NotEnoughNeuronsError,
     WrongInputError,
 )
-from lsn_mech.neurons import file_format
+from lsn_mech.neurons import file_format, frames
 
 DEFAULT_SITE = "mlp_post"
 
@@ -557,6 +557,19 @@ class NeuronSet:
                 f"Layer {layer} is out of range [0, {self.n_layers}): this set has "
                 f"{self.n_layers} layers (0..{self.n_layers - 1})."
             )
+
+    # ------------------------------------------------------------------ dataframes and display
+
+    def to_pandas(self, *, include_site: bool = False) -> Any:
+        """One row per neuron, in (layer, neuron) order: ``layer`` and ``neuron``
+        (``int64``), plus ``site`` with ``include_site=True``. Per-layer counts are
+        `per_layer`; see docs/dataframes.md."""
+        return frames.neuron_rows(self, include_site=include_site)
+
+    def _repr_html_(self) -> str:
+        """Notebook view: size, share of the model, site and model on one line; the count
+        and share of each layer below, coloured."""
+        return frames.neuron_set_html(self)
 
 
 def _check_shape(n_layers: int, d_mlp: int, site: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from lsn_mech.errors import (
 )
 from lsn_mech.models.limits import check_device
 from lsn_mech.provenance import Provenance
-from lsn_mech.stats import quantile_state
+from lsn_mech.stats import frames, quantile_state
 from lsn_mech.stats.histogram import Histogram, histogram_quantile
 from lsn_mech.stats.registry import ACCUMULATOR_TYPES as ACCUMULATOR_TYPES  # its old home
 from lsn_mech.stats.registry import build_accumulator as build_accumulator  # its old home
@@ -314,6 +314,34 @@ class ActivationStats:
             f"ActivationStats(model={self.provenance.model_id!r}, layers={self.n_layers}, "
             f"d_mlp={self.d_mlp}, sites={list(self.sites)}, tokens: {counts})"
         )
+
+    # ----- dataframes and display --------------------------------------------------
+    def to_pandas(
+        self,
+        form: str = "summary",
+        *,
+        site: str | None = None,
+        statistic: str = "probability",
+        layers: Sequence[int] | None = None,
+    ) -> Any:
+        """The statistics as a ``pandas.DataFrame`` (see docs/dataframes.md).
+
+        ``form="summary"`` (cheap): one row per (``language``, ``site``) with
+        ``tokens``, ``n_layers``, ``d_mlp``, the ``quantities`` collected there, and the
+        ``mean_probability`` / ``mean_activation`` over all neurons (NaN where not
+        collected). The per-neuron forms hold ``len(layers) × d_mlp`` rows per language,
+        so they are built only on request, optionally for some ``layers``:
+        ``form="long"``: one row per (``language``, ``layer``, ``neuron``) with
+        ``probability``, ``mean`` and ``std`` at ``site`` (those it collected; default:
+        the first site); ``form="wide"``: one row per (``layer``, ``neuron``), one column
+        per language holding ``statistic`` (``"probability"``, ``"mean"`` or
+        ``"std"``; default site: the first that has it).
+        """
+        return frames.stats_frame(self, form, site=site, statistic=statistic, layers=layers)
+
+    def _repr_html_(self) -> str:
+        """Notebook view: languages, shape, sites and tokens; the summary frame below."""
+        return frames.stats_html(self)
 
 
 def write_stats(

@@ -34,6 +34,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from lsn_mech import display
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
 from lsn_mech.models.runtime import IGNORE_INDEX as IGNORE_INDEX  # kept importable here
 from lsn_mech.models.runtime import target_nll_sum, target_positions, unwrap_peft
@@ -141,6 +142,15 @@ class TrainingLog(Result):
         header = ["step", "src", "tgt", "loss", "lr", "seconds", "tokens"]
         rows = [[s.step, *s.pair, s.loss, s.lr, s.seconds, s.tokens] for s in self.steps]
         return ResultTable(header, rows)
+
+    def _display_summary(self) -> str:
+        pairs = ", ".join(f"{a}→{b}" for a, b in self.pairs())
+        losses = self.losses()
+        loss = f"; loss {losses[0]:.4g} → {losses[-1]:.4g}" if losses else ""
+        return (
+            f"{display.plural(len(self.steps), 'step')} over {pairs or 'no pair'}{loss}; "
+            f"{self.trainable_parameters:,} trainable parameters"
+        )
 
     def plot(self, *, title: str | None = None) -> Any:
         """A plotly loss curve per language pair (``plotly.graph_objects.Figure``)."""
