@@ -78,6 +78,7 @@ BAD: dict[str, list[Any]] = {
     "ppl_values": [(), ("none",), ("p-5",)],
     "read_site": ["mlp_mid"],
     "setups": [("sometimes",), ("none", "none")],
+    "report_to": ["bogus", "TensorBoard", ""],
 }
 """Field → values its rule must refuse (out of range, malformed, wrong type)."""
 

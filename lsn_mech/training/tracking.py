@@ -150,6 +150,9 @@ def make_tracker(
     check_report_to(report_to)
     if report_to == "none":
         return Tracker("none")
+    from accelerate.state import PartialState
+
+    PartialState()  # accelerate's trackers log through its process state (one process here)
     settings = _plain(config or {})
     directory = Path(run_dir)
     if report_to == "tensorboard":
@@ -164,12 +167,15 @@ def make_tracker(
     wandb_dir = os.environ.get("WANDB_DIR") or None
     if wandb_dir is None:
         directory.mkdir(parents=True, exist_ok=True)
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
     backend = WandBTracker(
         os.environ.get("WANDB_PROJECT", WANDB_PROJECT),
         name=run_name,
         dir=str(wandb_dir or directory),
         config=settings,
         reinit="create_new",  # one process trains several models (one run each)
+        # read now: wandb caches its settings once per process
+        **({"mode": mode} if mode else {}),
     )
     backend.start()
     return Tracker("wandb", backend, Path(wandb_dir or directory) / "wandb")
