@@ -1680,6 +1680,8 @@ def cli_cases() -> list[Case]:
         job("transfer", "unknown read site", "--read-site", "bogus"),
         job("transfer", "epochs -1", "--epochs", "-1"),
         job("transfer", "unknown intervention", "--interventions", "bogus"),
+        job("landermt", "unknown reporter", "--report-to", "bogus"),
+        job("transfer", "unknown reporter", "--report-to", "mlflow"),
         Case(
             a,
             "lsn-mech stats",

@@ -82,6 +82,7 @@ BAD: dict[str, list[Any]] = {
     "top_k": [0, -1, 2.5],
     "context": [-1, 1.5],
     "max_neurons": [0],
+    "report_to": ["bogus", "TensorBoard", ""],
 }
 """Field → values its rule must refuse (out of range, malformed, wrong type)."""
 

@@ -17,6 +17,7 @@ gives the change against no intervention, the number the paper's finding is abou
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from lsn_mech.provenance import Provenance
 from lsn_mech.stats.container import ActivationStats
 from lsn_mech.stats.percentiles import Estimate, statistic_value
 from lsn_mech.training.classifier import ClassifierConfig, TransferClassifier, finetune_classifier
+from lsn_mech.training.tracking import check_report_to
 
 __all__ = [
     "ALL_INTERVENTIONS",
@@ -429,6 +431,8 @@ def finetuning_table(
     seed: int = 0,
     batch_size: int = 16,
     progress: bool = True,
+    report_to: str = "none",
+    run_dir: str | os.PathLike[str] = "runs",
 ) -> TransferTable:
     """Tables 3/7/8: finetune with masked LoRA on each setup's neurons, then intervene.
 
@@ -436,10 +440,13 @@ def finetuning_table(
     ``"target"``, ``"both"`` and ``"random"`` are trained once per target. The
     test-time interventions use ``neurons`` (``detector`` names them in the rows).
     ``base``: an already finetuned ``"none"`` classifier (e.g. the one of
-    `intervention_table`) to reuse instead of training it again.
+    `intervention_table`) to reuse instead of training it again. ``report_to`` /
+    ``run_dir``: each classifier trained here reports as ``run_dir/classifier_<setup>``
+    (``classifier_target-vi`` for a per-target setup; see `finetune_classifier`).
     """
     chosen = _check_languages(task, languages)
     _check_neurons({detector: neurons}, [task.source, *chosen], stats)
+    check_report_to(report_to)
     for setup in setups:
         if setup not in SETUPS:
             raise TransferExperimentError(
@@ -465,6 +472,9 @@ def finetuning_table(
                     config=config,
                     setup=setup,
                     progress=progress,
+                    report_to=report_to,
+                    run_dir=run_dir,
+                    run_name=f"classifier_{key.replace(':', '-')}",
                 )
                 training[key] = _training_summary(classifier)
                 if key == setup:

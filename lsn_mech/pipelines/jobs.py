@@ -155,6 +155,8 @@ LANDERMT_HELP = {
     "max_new_tokens": "generated tokens per translation at most",
     "eval_batch_size": "prompts per generation batch",
     "transfer": "also train on each direction alone and evaluate all (Fig. 3)",
+    "report_to": "report each trained method's loss, learning rate, throughput and scores "
+    "to TensorBoard or W&B, under OUTPUT/runs",
 }
 
 TRANSFER_HELP = {
@@ -182,6 +184,8 @@ TRANSFER_HELP = {
     "batch_size": "training batch size (paper: 8)",
     "max_length": "tokens per verse at most",
     "eval_batch_size": "verses per evaluation batch",
+    "report_to": "report each classifier's loss, learning rate and throughput to TensorBoard "
+    "or W&B, under OUTPUT/runs",
 }
 
 DASHBOARD_HELP = {
@@ -208,6 +212,7 @@ ATTRIBUTIONS = ("next", "previous")
 AWARENESS_REDUCTIONS = ("batch", "example", "token")
 SITES = ("mlp_pre", "mlp_post")
 SETUPS = ("none", "source", "target", "both", "random")
+REPORT_TO = ("none", "tensorboard", "wandb")
 
 JOBS: dict[str, Job] = {
     job.name: job
@@ -276,6 +281,7 @@ JOBS: dict[str, Job] = {
                 "awareness_source": ("pairs", "monolingual"),
                 "awareness_reduce": AWARENESS_REDUCTIONS,
                 "methods": ALL_METHODS,
+                "report_to": REPORT_TO,
             },
         ),
         Job(
@@ -294,6 +300,7 @@ JOBS: dict[str, Job] = {
                 **_MODEL_CHOICES,
                 "read_site": SITES,
                 "setups": SETUPS,
+                "report_to": REPORT_TO,
             },
         ),
         Job(

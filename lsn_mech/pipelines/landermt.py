@@ -79,6 +79,7 @@ class LandermtConfig:
     transfer: bool = False
     device: str | None = None
     dtype: str | None = None
+    report_to: str = "none"
 
     def pairs(self) -> list[tuple[str, str]]:
         """``directions`` as ``(src, tgt)`` tuples."""
@@ -345,8 +346,14 @@ def run_method(
     awareness: Any,
     train: Mapping[tuple[str, str], Any] | None = None,
     progress: bool = True,
+    run_name: str | None = None,
 ) -> MethodRun:
-    """Train (if the method trains) a fresh HF copy and evaluate every test direction."""
+    """Train (if the method trains) a fresh HF copy and evaluate every test direction.
+
+    With ``config.report_to`` other than ``"none"``, training reports to
+    ``config.output/runs/<run_name>`` (default: the method's name), and the run ends
+    with the evaluation's BLEU and chrF per direction.
+    """
     from lsn_mech.models.hf import plain_hf_model
     from lsn_mech.training import (
         ConditionalAwarenessRouting,
@@ -354,6 +361,7 @@ def run_method(
         selective_finetune,
         trainable_parameter_count,
     )
+    from lsn_mech.training.tracking import Tracker
 
     hf = plain_hf_model(bridge, copy=True)
     pairs = list(batches)
@@ -361,6 +369,7 @@ def run_method(
     routing = None
     trainable = 0
     unchanged: bool | None = None
+    tracker: Tracker | None = None
     train_start = time.perf_counter()
     if method in (ZERO_SHOT, FIVE_SHOT):
         model = hf
@@ -392,18 +401,24 @@ def run_method(
             if method != "full" and method != "lora"
             else None
         )
-        log = selective_finetune(
-            model,
-            batches,
-            masks,
-            steps=config.steps,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            grad_accumulation=config.grad_accumulation,
-            extra_parameters=extra,
-            on_pair=on_pair,
-            progress=progress,
-        )
+        tracker = _method_tracker(config, run_name or method, method)
+        try:
+            log = selective_finetune(
+                model,
+                batches,
+                masks,
+                steps=config.steps,
+                lr=config.lr,
+                weight_decay=config.weight_decay,
+                grad_accumulation=config.grad_accumulation,
+                extra_parameters=extra,
+                on_pair=on_pair,
+                progress=progress,
+                report_to=tracker,
+            )
+        except BaseException:
+            tracker.finish()  # what was logged stays readable; the scores never come
+            raise
         trainable = trainable_parameter_count(masks) + sum(p.numel() for p in extra)
         if before is not None:
             unchanged = _unchanged_outside(hf, before, masks)
@@ -422,7 +437,27 @@ def run_method(
         final_loss=(log.steps[-1].loss if log is not None and log.steps else None),
         unchanged_outside_masks=unchanged,
     )
+    if tracker is not None:
+        _report_scores(tracker, result, step=len(log.steps) if log is not None else 0)
     return MethodRun(result, evaluated, log=log, model=model, routing=routing)
+
+
+def _method_tracker(config: LandermtConfig, run_name: str, method: str) -> Any:
+    """The tracker of one trained method: ``OUTPUT/runs/<run_name>`` (none: a no-op)."""
+    from lsn_mech.training.tracking import make_tracker
+
+    settings = {**config.to_dict(), "method": method}
+    return make_tracker(config.report_to, Path(config.output) / "runs", run_name, settings)
+
+
+def _report_scores(tracker: Any, result: MethodResult, *, step: int) -> None:
+    """End a method's run with its BLEU and chrF per direction (after the last step)."""
+    try:
+        scores = {f"eval/bleu_{d}": v for d, v in result.bleu.items()}
+        scores |= {f"eval/chrf_{d}": v for d, v in result.chrf.items()}
+        tracker.log({**scores, "eval/mean_bleu": result.mean_bleu}, step)
+    finally:
+        tracker.finish()
 
 
 def transfer_matrix(
@@ -453,6 +488,7 @@ def transfer_matrix(
             split=split,
             awareness=awareness,
             progress=progress,
+            run_name=f"transfer_{pair[0]}-{pair[1]}",
         ).result
         matrix[f"{pair[0]}-{pair[1]}"] = {d: result.bleu[d] - baseline[d] for d in result.bleu}
         gc.collect()

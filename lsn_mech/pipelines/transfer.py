@@ -70,6 +70,7 @@ class TransferConfig:
     eval_batch_size: int = 16
     device: str | None = None
     dtype: str | None = None
+    report_to: str = "none"
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
@@ -228,7 +229,13 @@ def run_transfer(
     classifier_config = config.classifier_config()
     with stage("source classifier + test-time interventions (Tables 1/4)"):
         classifier = finetune_classifier(
-            model, task, config=classifier_config, setup="none", progress=progress
+            model,
+            task,
+            config=classifier_config,
+            setup="none",
+            progress=progress,
+            report_to=config.report_to,
+            run_dir=output / "runs",
         )
         table = intervention_table(
             classifier,
@@ -262,6 +269,8 @@ def run_transfer(
                 seed=config.seed,
                 batch_size=config.eval_batch_size,
                 progress=progress,
+                report_to=config.report_to,
+                run_dir=output / "runs",
             )
             finetuning.save(output / "finetuning.json")
             finetuning.to_csv(output / "finetuning_accuracy.csv")

@@ -335,6 +335,8 @@ FIELD_RULES: dict[str, Rule] = {
     "top_k": count(1),
     "context": count(0),
     "max_neurons": count(1),
+    # reporting
+    "report_to": choice("none", "tensorboard", "wandb"),
 }
 """Field name → what its value must be, the same in every job."""
 
@@ -370,6 +372,17 @@ def validate_config(config: Any) -> None:
     if getattr(config, "device", None) is not None:
         check_device(config.device, argument="--device")
     check_corpus_languages(config)
+    check_reporting(config)
+
+
+def check_reporting(config: Any) -> None:
+    """A job that reports its training (``--report-to``) finds its package and, for W&B
+    online, a login, before anything is loaded (`lsn_mech.training.tracking`)."""
+    report_to = getattr(config, "report_to", "none")
+    if report_to != "none":
+        from lsn_mech.training.tracking import check_report_to
+
+        check_report_to(report_to, argument=flag("report_to"))
 
 
 def _wanted_languages(config: Any) -> dict[str, list[str]]:

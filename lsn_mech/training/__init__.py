@@ -20,12 +20,15 @@ from lsn_mech.training.selective import (
     target_loss,
     trainable_parameter_count,
 )
+from lsn_mech.training.tracking import REPORT_TO, Tracker, make_tracker
 
 __all__ = [
+    "REPORT_TO",
     "ClassifierConfig",
     "ClassifierError",
     "ConditionalAwarenessRouting",
     "RoutingError",
+    "Tracker",
     "TrainingLog",
     "TrainingSetupError",
     "TrainingStep",
@@ -36,6 +39,7 @@ __all__ = [
     "fold_pair",
     "last_token_index",
     "load_routed",
+    "make_tracker",
     "pair_awareness",
     "save_routed",
     "selective_finetune",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,6 +50,7 @@ from lsn_mech.peft.lora import (
     masked_lora_spec,
     save_masked_lora,
 )
+from lsn_mech.training.tracking import Tracker, check_report_to, open_tracker
 
 __all__ = [
     "ClassifierConfig",
@@ -377,6 +379,9 @@ def finetune_classifier(
     config: ClassifierConfig | None = None,
     setup: str = "",
     progress: bool = True,
+    report_to: str | Tracker = "none",
+    run_dir: str | os.PathLike[str] = "runs",
+    run_name: str | None = None,
 ) -> TransferClassifier:
     """Finetune LoRA (+ masked LoRA on ``neurons``) and a head on ``task.train``.
 
@@ -388,8 +393,16 @@ def finetune_classifier(
         config: `ClassifierConfig` (the paper's optimiser settings by default).
         setup: a label stored with the result (``"source"``, ``"target"``, ...).
         progress: show a progress bar with the running loss.
+        report_to: ``"none"``, ``"tensorboard"`` or ``"wandb"``: report each step's loss,
+            learning rate, gradient norm and examples and tokens per second
+            (`lsn_mech.training.tracking`); or a `Tracker` the caller opened (and
+            finishes). Checked before any training starts.
+        run_dir: the folder of the runs (TensorBoard: ``run_dir/run_name``).
+        run_name: the name of this run (default ``classifier_<setup>``).
     """
     config = config or ClassifierConfig()
+    if not isinstance(report_to, Tracker):
+        check_report_to(report_to)
     if not hasattr(model, "hook_dict") or getattr(model, "tokenizer", None) is None:
         raise ClassifierError(
             f"finetune_classifier needs a bridge with a tokenizer; got {type(model).__name__}. "
@@ -426,18 +439,33 @@ def finetune_classifier(
         trainable_parameters=sum(p.numel() for p in params),
         mlp_neurons=len(chosen),
     )
-    _loop(
-        peft_model,
-        head,
-        model.tokenizer,
-        task,
-        config,
-        optimizer,
-        schedule,
-        steps,
-        record,
-        progress,
-    )
+    settings = {
+        **asdict(config),
+        "task": task.name,
+        "setup": setup,
+        "steps": steps,
+        "trainable_parameters": record.trainable_parameters,
+        "mlp_neurons": record.mlp_neurons,
+    }
+    name = run_name or f"classifier_{setup or 'run'}"
+    tracker, owned = open_tracker(report_to, run_dir, name, settings)
+    try:
+        _loop(
+            peft_model,
+            head,
+            model.tokenizer,
+            task,
+            config,
+            optimizer,
+            schedule,
+            steps,
+            record,
+            progress,
+            tracker,
+        )
+    finally:
+        if owned:
+            tracker.finish()
     peft_model.eval()
     return TransferClassifier(
         peft_model,
@@ -472,6 +500,7 @@ def _loop(
     steps: int,
     record: TrainingRecord,
     progress: bool,
+    tracker: Tracker,
 ) -> None:
     texts = [config.template.format(text=text) for text in task.train["text"]]
     labels = torch.tensor([int(v) for v in task.train["label"]])
@@ -480,17 +509,31 @@ def _loop(
     started = time.perf_counter()
     bar = tqdm(total=steps, desc=f"finetune {task.name}", disable=not progress, leave=False)
     order = _order(len(texts), steps, config.batch_size, config.seed)
-    for chunk in _batches(order, config.batch_size):
+    for step, chunk in enumerate(_batches(order, config.batch_size)):
+        step_start = time.perf_counter()
         batch = tokenize(tokenizer, [texts[i] for i in chunk], config.max_length, device)
         hidden = decoder_hidden(peft_model, batch["input_ids"], batch["attention_mask"])
         logits = head(pool_last(hidden, batch["attention_mask"]))
         loss = nn.functional.cross_entropy(logits.float(), labels[chunk].to(device))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(_trainable(peft_model, head), config.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(_trainable(peft_model, head), config.max_grad_norm)
+        lr = float(optimizer.param_groups[0]["lr"])  # the rate this step used
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         record.losses.append(float(loss.detach()))
+        seconds = time.perf_counter() - step_start
+        tokens = int(batch["attention_mask"].sum())
+        tracker.log(
+            {
+                "train/loss": record.losses[-1],
+                "train/learning_rate": lr,
+                "train/grad_norm": float(norm),
+                "train/examples_per_second": len(chunk) / seconds,
+                "train/tokens_per_second": tokens / seconds,
+            },
+            step,
+        )
         bar.update(1)
         bar.set_postfix(loss=f"{record.losses[-1]:.3f}")
     bar.close()

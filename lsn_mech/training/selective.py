@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,6 +41,7 @@ from lsn_mech.models.runtime import IGNORE_INDEX as IGNORE_INDEX  # kept importa
 from lsn_mech.models.runtime import target_nll_sum, target_positions, unwrap_peft
 from lsn_mech.provenance import Provenance
 from lsn_mech.results import Result, ResultTable
+from lsn_mech.training.tracking import Tracker, open_tracker
 
 Pair = tuple[str, str]
 ParameterMasks = dict[str, Bool[Tensor, "..."]]
@@ -376,6 +378,9 @@ def selective_finetune(
     on_pair: Callable[[str, str], object] | None = None,
     progress: bool = True,
     callback: Callable[[TrainingStep], object] | None = None,
+    report_to: str | Tracker = "none",
+    run_dir: str | os.PathLike[str] = "runs",
+    run_name: str = "selective_finetune",
 ) -> TrainingLog:
     """Finetune ``hf_model`` in place, each language pair changing only its masked entries.
 
@@ -397,6 +402,12 @@ def selective_finetune(
         on_pair: called as ``on_pair(src, tgt)`` before each turn (a router sets its pair).
         progress: show a progress bar.
         callback: called with each `TrainingStep`; returning ``True`` stops training.
+        report_to: ``"none"``, ``"tensorboard"`` or ``"wandb"``: report each step's
+            loss (also per pair), learning rate and target tokens per second
+            (`lsn_mech.training.tracking`); or a `Tracker` the caller opened (and
+            finishes). Checked before any training starts.
+        run_dir: the folder of the runs (TensorBoard: ``run_dir/run_name``).
+        run_name: the name of this run.
 
     One turn = the next ``grad_accumulation`` batches of one pair, forward and backward
     each, then one masked AdamW step; turns go round robin over the pairs, so one
@@ -428,10 +439,28 @@ def selective_finetune(
             pairs=[list(p) for p in pairs],
         ),
     )
-    with _training_state(hf_model, extra):
-        optimizer = torch.optim.AdamW([*trainable_params, *extra], lr=lr, weight_decay=weight_decay)
-        run = _Run(hf_model, optimizer, masked, trainable_params)
-        _loop(run, batches_by_pair, log, steps, grad_accumulation, on_pair, progress, callback)
+    settings = {**log.provenance.parameters, "trainable_parameters": log.trainable_parameters}
+    tracker, owned = open_tracker(report_to, run_dir, run_name, settings)
+    try:
+        with _training_state(hf_model, extra):
+            optimizer = torch.optim.AdamW(
+                [*trainable_params, *extra], lr=lr, weight_decay=weight_decay
+            )
+            run = _Run(hf_model, optimizer, masked, trainable_params)
+            _loop(
+                run,
+                batches_by_pair,
+                log,
+                steps,
+                grad_accumulation,
+                on_pair,
+                progress,
+                callback,
+                tracker,
+            )
+    finally:
+        if owned:
+            tracker.finish()
     return log
 
 
@@ -444,6 +473,7 @@ def _loop(
     on_pair: Callable[[str, str], object] | None,
     progress: bool,
     callback: Callable[[TrainingStep], object] | None,
+    tracker: Tracker,
 ) -> None:
     bar = tqdm(total=steps, desc="selective finetuning", disable=not progress)
     turns = _turns(batches_by_pair, grad_accumulation)
@@ -455,11 +485,25 @@ def _loop(
         lr = float(run.optimizer.param_groups[0]["lr"])
         record = TrainingStep(step, pair, loss, lr, time.perf_counter() - start, tokens)
         log.steps.append(record)
+        tracker.log(step_metrics(record), record.step)
         bar.update(1)
         bar.set_postfix(pair=f"{pair[0]}-{pair[1]}", loss=f"{loss:.3f}")
         if callback is not None and callback(record) is True:
             break
     bar.close()
+
+
+def step_metrics(record: TrainingStep) -> dict[str, float]:
+    """What a tracker gets for one step: loss (overall and under the pair's name), learning
+    rate, target tokens per second and seconds per step."""
+    per_second = record.tokens / record.seconds if record.seconds > 0 else 0.0
+    return {
+        "train/loss": record.loss,
+        f"train/loss_{record.pair[0]}-{record.pair[1]}": record.loss,
+        "train/learning_rate": record.lr,
+        "train/target_tokens_per_second": per_second,
+        "train/seconds_per_step": record.seconds,
+    }
 
 
 def trainable_parameter_count(masks: Mapping[Pair, Mapping[str, Bool[Tensor, "..."]]]) -> int:
