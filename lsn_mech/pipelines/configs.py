@@ -53,6 +53,15 @@ def split_optional(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
+def paths_from_strings(config: Any) -> None:
+    """Turn the strings a Python caller passed for ``Path`` fields of ``config`` into
+    ``Path`` (the command line already builds them), so jobs can use ``/`` on them."""
+    for name, hint in field_types(type(config)).items():
+        value = getattr(config, name)
+        if value is not None and split_optional(hint)[0] is Path:
+            setattr(config, name, Path(value))
+
+
 def coerce(hint: Any, value: Any, name: str = "value") -> Any:
     """``value`` (from JSON or the command line) as the type ``hint`` asks for."""
     inner, optional = split_optional(hint)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lsn_mech.errors import InvalidSettingError, MissingLanguageError
-from lsn_mech.pipelines.configs import config_to_dict, field_types, split_optional
+from lsn_mech.pipelines.configs import config_to_dict, paths_from_strings
 from lsn_mech.pipelines.inputs import load_job_corpus, load_job_model
 from lsn_mech.pipelines.stages import start_job
 from lsn_mech.pipelines.validation import (
@@ -50,10 +50,7 @@ class DashboardConfig:
         """Accept what Python callers pass loosely: a list of languages, paths as strings."""
         if self.languages is not None:
             self.languages = tuple(self.languages)
-        for name, hint in field_types(type(self)).items():
-            value = getattr(self, name)
-            if value is not None and split_optional(hint)[0] is Path:
-                setattr(self, name, Path(value))
+        paths_from_strings(self)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsn_mech.errors import LsnMechError
-from lsn_mech.pipelines.configs import config_to_dict, field_types, split_optional
+from lsn_mech.pipelines.configs import config_to_dict, paths_from_strings
 from lsn_mech.pipelines.validation import DTYPES, check_fits_model
 
 if TYPE_CHECKING:
@@ -55,10 +55,7 @@ class CorpusJobConfig:
     def __post_init__(self) -> None:
         """Accept what Python callers pass loosely: a list of languages, paths as strings."""
         self.languages = tuple(self.languages)
-        for name, hint in field_types(type(self)).items():
-            value = getattr(self, name)
-            if value is not None and split_optional(hint)[0] is Path:
-                setattr(self, name, Path(value))
+        paths_from_strings(self)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
