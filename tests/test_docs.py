@@ -153,10 +153,27 @@ window.addEventListener("load", () => {
 </script>"""
 
 
+def _decoded_image_widths(page: Path, probe: Path) -> list[int]:
+    """The decoded width of every image of ``page`` in headless Chromium (0: not loaded),
+    read through a copy of the page with a probe script; the copy lies outside the site,
+    its <base> resolving the page's relative URLs."""
+    from browser import rendered_dom
+
+    html = page.read_text(encoding="utf-8")
+    base = f'<head><base href="{page.parent.as_uri()}/">'
+    probe.write_text(
+        html.replace("<head>", base, 1).replace("</body>", _IMAGE_PROBE + "</body>", 1),
+        encoding="utf-8",
+    )
+    widths = re.search(r'data-image-widths="([0-9,]*)"', rendered_dom(probe))
+    assert widths, "the probe did not run"
+    return [int(w) for w in widths.group(1).split(",") if w]
+
+
 @pytest.mark.slow
 def test_pages_render_offline_in_chromium(built_site: Path, tmp_path: Path) -> None:
     """Opened from disk, with no network: the maths is typeset, the measured figures load
-    and a tutorial page (with its plotly figures) is not blank."""
+    and a tutorial page (with its stored figures) is not blank."""
     from browser import assert_not_blank, rendered_dom, screenshot
 
     maths_page = built_site / MATHS_PAGE
@@ -165,27 +182,24 @@ def test_pages_render_offline_in_chromium(built_site: Path, tmp_path: Path) -> N
     assert maths.count("<mjx-container") == formulas, "MathJax left formulas untypeset"
     assert "data-mjx-error" not in maths and "<mjx-merror" not in maths
 
-    # the figure page, with a probe that writes each image's decoded width into the DOM;
-    # it lies outside the site, its <base> resolving the page's relative URLs
+    # the figure page: every measured figure it references decodes
     figure_page = built_site / FIGURE_PAGE
-    html = figure_page.read_text(encoding="utf-8")
-    base = f'<head><base href="{figure_page.parent.as_uri()}/">'
-    probe = tmp_path / "image-probe.html"
-    probe.write_text(
-        html.replace("<head>", base, 1).replace("</body>", _IMAGE_PROBE + "</body>", 1),
-        encoding="utf-8",
-    )
-    widths = re.search(r'data-image-widths="([0-9,]*)"', rendered_dom(probe))
-    assert widths, "the probe did not run"
-    decoded = [int(w) for w in widths.group(1).split(",") if w]
+    decoded = _decoded_image_widths(figure_page, tmp_path / "figure-probe.html")
     expected = sum(1 for tag, _ in fetched_urls(figure_page) if tag == "img")
     assert len(decoded) == expected and expected >= 2
     assert all(w > 100 for w in decoded), f"images that did not load: widths {decoded}"
 
     assert_not_blank(screenshot(figure_page, tmp_path / "figure-page.png"))
 
-    # the tutorial's stored plotly figures draw with the site's own plotly.js
+    # the tutorial: its stored PNG figures decode, and any plotly figure draws with the
+    # site's own plotly.js
     tutorial = built_site / TUTORIAL_PAGE
+    notebook = ROOT / "tutorials" / (Path(TUTORIAL_PAGE).parent.name + ".ipynb")
+    stored_pngs = notebook.read_text(encoding="utf-8").count('"image/png"')
+    widths = _decoded_image_widths(tutorial, tmp_path / "tutorial-probe.html")
+    assert sum(1 for w in widths if w > 100) >= stored_pngs >= 1, (
+        f"{stored_pngs} stored PNG figures, decoded image widths {widths}"
+    )
     figures = len(re.findall(r'class="plotly-graph-div"', tutorial.read_text(encoding="utf-8")))
     drawn = rendered_dom(tutorial, wait_ms=8000).count('class="main-svg"')
     assert drawn >= figures, f"{drawn} plotly figures drawn of {figures}"
