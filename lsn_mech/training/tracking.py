@@ -9,7 +9,7 @@ report (package installed, W&B mode or login), names the folders, and keeps ``"n
 free of any import.
 
 Why the loops are not run through ``accelerate.Accelerator`` is written down in
-docs/architecture.md ("Training loops and accelerate").
+docs/architecture.md ("Training runs: accelerate's trackers, hand-written loops").
 """
 
 from __future__ import annotations
