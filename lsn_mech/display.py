@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_ROWS = 20
@@ -228,3 +228,15 @@ def counts_line(counts: Sequence[tuple[str, int]], *, limit: int = 12) -> str:
 def plural(n: int, word: str) -> str:
     """``"1 language"``, ``"7 languages"``, ``"1,024 neurons"``."""
     return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def check_form(
+    form: str, forms: Mapping[str, str], owner: str, error: type[Exception] = ValueError
+) -> str:
+    """``form`` if it is one of ``forms`` (form → what its rows are), else ``error`` naming
+    each form with its rows, for the objects whose ``to_pandas`` is not `Result`'s."""
+    if form not in forms:
+        named = [f"{name!r} ({rows})" for name, rows in forms.items()]
+        listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " or " + named[-1]
+        raise error(f"{owner}.to_pandas(form={form!r}): form must be {listed}.")
+    return form

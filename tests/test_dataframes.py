@@ -512,3 +512,19 @@ def test_awareness_layer_selection_and_split_frames() -> None:
         ["fr", 0, 1],
     ]
     assert "general 3, en 1, fr 1" in split._repr_html_()
+
+
+def test_check_form_names_every_form_with_its_rows() -> None:
+    forms = {"wide": "layer × pair", "long": "one row per pair and layer"}
+    assert display.check_form("long", forms, "LayerSelection") == "long"
+    with pytest.raises(InvalidSettingError) as refused:
+        display.check_form("tall", forms, "LayerSelection", InvalidSettingError)
+    assert str(refused.value) == (
+        "LayerSelection.to_pandas(form='tall'): form must be 'wide' (layer × pair) or "
+        "'long' (one row per pair and layer)."
+    )
+    three = {"summary": "a", "long": "b", "wide": "c"}
+    with pytest.raises(
+        ValueError, match=r"must be 'summary' \(a\), 'long' \(b\) or 'wide' \(c\)\.$"
+    ):
+        display.check_form("x", three, "ActivationStats")

@@ -267,11 +267,12 @@ class Awareness:
         mean per layer and language)."""
         import pandas as pd
 
-        if form not in ("wide", "long"):
-            raise DetectorInputError(
-                f"Awareness.to_pandas(form={form!r}): form must be 'wide' (mean per layer) or "
-                "'long' (one row per neuron)."
-            )
+        display.check_form(
+            form,
+            {"wide": "mean per layer", "long": "one row per neuron"},
+            "Awareness",
+            DetectorInputError,
+        )
         if form == "wide":
             return pd.DataFrame(self._layer_rows(), columns=["layer", *self.languages])
         layer = torch.tensor(self.layers, dtype=torch.long).repeat_interleave(self.d_mlp)

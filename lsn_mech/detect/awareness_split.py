@@ -139,11 +139,12 @@ class AwarenessSplit:
         neuron count in each selected layer (columns: the layer numbers)."""
         import pandas as pd
 
-        if form not in ("long", "wide"):
-            raise DetectorInputError(
-                f"AwarenessSplit.to_pandas(form={form!r}): form must be 'long' (one row per "
-                "neuron) or 'wide' (counts per set × layer)."
-            )
+        display.check_form(
+            form,
+            {"long": "one row per neuron", "wide": "counts per set × layer"},
+            "AwarenessSplit",
+            DetectorInputError,
+        )
         if form == "wide":
             return pd.DataFrame(self._count_rows(), columns=["set", *self.layers])
         parts = []

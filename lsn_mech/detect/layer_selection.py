@@ -209,11 +209,12 @@ class LayerSelection:
         top-``k``)."""
         import pandas as pd
 
-        if form not in ("wide", "long"):
-            raise DetectorInputError(
-                f"LayerSelection.to_pandas(form={form!r}): form must be 'wide' (layer × pair) "
-                "or 'long' (one row per pair and layer)."
-            )
+        display.check_form(
+            form,
+            {"wide": "layer × pair", "long": "one row per pair and layer"},
+            "LayerSelection",
+            DetectorInputError,
+        )
         if form == "wide":
             return pd.DataFrame(self._layer_rows(), columns=["layer", *self.pairs])
         rows = [

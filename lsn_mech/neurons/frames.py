@@ -16,17 +16,11 @@ from typing import Any
 from lsn_mech import display
 from lsn_mech.errors import InvalidSettingError
 
-FORMS = ("long", "wide")
+FORMS = {"long": "one row per neuron", "wide": "counts per language × layer"}
+"""The forms of ``LanguageNeurons.to_pandas``, each with what its rows are."""
 
-
-def check_form(form: str, owner: str) -> str:
-    """``form`` if it is ``"long"`` or ``"wide"``, else a refusal naming both."""
-    if form not in FORMS:
-        raise InvalidSettingError(
-            f"{owner}.to_pandas(form={form!r}): form must be 'long' (one row per neuron) or "
-            "'wide' (counts per language × layer)."
-        )
-    return form
+OVERLAP_FORMS = {"wide": "the matrix", "long": "one row per pair of languages"}
+"""The forms of ``OverlapMatrix.to_pandas``."""
 
 
 def neuron_rows(neuron_set: Any, *, include_site: bool = False) -> Any:
@@ -45,7 +39,7 @@ def language_neuron_frame(neurons: Any, form: str = "long", *, include_site: boo
     per language, its neuron count in each layer (columns ``0 … n_layers - 1``)."""
     import pandas as pd
 
-    check_form(form, "LanguageNeurons")
+    display.check_form(form, FORMS, "LanguageNeurons", InvalidSettingError)
     if form == "wide":
         rows = [[language, *s.per_layer()] for language, s in neurons.items()]
         frame = pd.DataFrame(rows, columns=["language", *range(neurons.n_layers)])
@@ -115,11 +109,7 @@ def overlap_matrix_frame(matrix: Any, form: str = "wide") -> Any:
     (``language_a``, ``language_b``) with the value in a column named after the kind."""
     import pandas as pd
 
-    if form not in FORMS:
-        raise InvalidSettingError(
-            f"OverlapMatrix.to_pandas(form={form!r}): form must be 'wide' (the matrix) or "
-            "'long' (one row per pair of languages)."
-        )
+    display.check_form(form, OVERLAP_FORMS, "OverlapMatrix", InvalidSettingError)
     cells = _overlap_cells(matrix)
     languages = list(matrix.languages)
     if form == "long":

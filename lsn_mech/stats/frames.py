@@ -15,7 +15,12 @@ import torch
 from lsn_mech import display
 from lsn_mech.errors import InvalidSettingError
 
-FORMS = ("summary", "long", "wide")
+FORMS = {
+    "summary": "one row per language and site",
+    "long": "one row per language, layer and neuron",
+    "wide": "one row per neuron, one column per language",
+}
+"""The forms of ``ActivationStats.to_pandas``, each with what its rows are."""
 NEURON_STATISTICS = ("probability", "mean", "std")
 """What the per-neuron forms hold: activation probability (needs ``positive`` counts),
 mean and standard deviation (need ``sum`` / ``sum_sq``)."""
@@ -98,12 +103,7 @@ def stats_frame(
     """See `ActivationStats.to_pandas`."""
     import pandas as pd
 
-    if form not in FORMS:
-        raise InvalidSettingError(
-            f"ActivationStats.to_pandas(form={form!r}): form must be 'summary' (one row per "
-            "language and site), 'long' (one row per language, layer and neuron) or 'wide' "
-            "(one row per neuron, one column per language)."
-        )
+    display.check_form(form, FORMS, "ActivationStats", InvalidSettingError)
     if form == "summary":
         header, rows = summary_rows(stats)
         return pd.DataFrame(rows, columns=header)
