@@ -11,7 +11,7 @@ Chromium from disk and prints one row per file.
 * ``report.md``: every image it embeds exists.
 
 Screenshots go to ``--shots`` (default: a temporary folder, printed). Exits 1 when any row
-fails. Chromium: ``apt-get install chromium`` (or ``LSN_MECH_CHROMIUM=/path``).
+fails. Chromium: ``apt-get install chromium`` (or ``BROWSER_PATH=/path``).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shots", type=Path, default=None, help="where screenshots go")
     args = parser.parse_args(argv)
     if chromium_path() is None:
-        print("no Chromium found: apt-get install chromium (or set LSN_MECH_CHROMIUM)")
+        print("no Chromium found: apt-get install chromium (or set BROWSER_PATH)")
         return 2
     folder: Path = args.folder
     shots = args.shots or Path(tempfile.mkdtemp(prefix="lsn-report-shots-"))

@@ -9,27 +9,19 @@ where ``.ci/run`` installs one and a missing browser is a failure.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-#: Executables tried in order; ``LSN_MECH_CHROMIUM`` names another.
-CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+from lsn_mech.plots.export import browser_path
 
 
 def chromium_path() -> str | None:
-    """The Chromium (or Chrome) executable, or None when none is installed."""
-    named = os.environ.get("LSN_MECH_CHROMIUM")
-    if named:
-        return named if Path(named).exists() else shutil.which(named)
-    for name in CANDIDATES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    """The browser the library's figure export uses (``BROWSER_PATH`` or one on ``PATH``),
+    or None when none is installed."""
+    return browser_path()
 
 
 def require_chromium() -> str:

@@ -157,6 +157,21 @@ def test_no_browser_on_path_means_no_images(monkeypatch: pytest.MonkeyPatch) -> 
     assert "BROWSER_PATH=/nowhere/chrome does not exist" in export.static_images_problem()
 
 
+
+def test_browser_path_prefers_browser_path_then_the_first_name_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = {"google-chrome": "/usr/bin/google-chrome", "msedge": "/usr/bin/msedge"}
+    monkeypatch.setattr(export.shutil, "which", found.get)
+    monkeypatch.delenv("BROWSER_PATH", raising=False)
+    assert export.browser_path() == "/usr/bin/google-chrome"  # before msedge in BROWSER_NAMES
+    own = tmp_path / "my-chrome"
+    own.write_text("")
+    monkeypatch.setenv("BROWSER_PATH", str(own))
+    assert export.browser_path() == str(own)
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "missing"))
+    assert export.browser_path() is None
+
 def test_a_browser_that_fails_turns_images_off_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

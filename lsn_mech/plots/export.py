@@ -99,12 +99,22 @@ def _kaleido_problem() -> str | None:
     return None
 
 
-def _browser_problem() -> str | None:
+def browser_path() -> str | None:
+    """The Chrome or Chromium executable kaleido would drive: ``BROWSER_PATH`` when set
+    (None when it names nothing), else the first of `BROWSER_NAMES` on ``PATH``. The tests
+    and benchmarks that screenshot pages use the same one."""
     named = os.environ.get("BROWSER_PATH")
     if named:
-        return None if Path(named).exists() else f"BROWSER_PATH={named} does not exist"
-    if any(shutil.which(name) for name in BROWSER_NAMES):
+        return named if Path(named).exists() else None
+    return next(filter(None, map(shutil.which, BROWSER_NAMES)), None)
+
+
+def _browser_problem() -> str | None:
+    if browser_path() is not None:
         return None
+    named = os.environ.get("BROWSER_PATH")
+    if named:
+        return f"BROWSER_PATH={named} does not exist"
     return "no Chrome or Chromium was found for kaleido to drive"
 
 
