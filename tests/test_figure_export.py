@@ -157,7 +157,6 @@ def test_no_browser_on_path_means_no_images(monkeypatch: pytest.MonkeyPatch) -> 
     assert "BROWSER_PATH=/nowhere/chrome does not exist" in export.static_images_problem()
 
 
-
 def test_browser_path_prefers_browser_path_then_the_first_name_on_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,6 +170,7 @@ def test_browser_path_prefers_browser_path_then_the_first_name_on_path(
     assert export.browser_path() == str(own)
     monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "missing"))
     assert export.browser_path() is None
+
 
 def test_a_browser_that_fails_turns_images_off_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
