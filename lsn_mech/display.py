@@ -184,7 +184,7 @@ def table_html(table: Table) -> str:
     if hidden > 0:
         lines.append(
             f'<tr><td class="more" colspan="{max(len(table.header), 1)}">'
-            f"… {hidden:,} more row{'s' if hidden != 1 else ''} (to_pandas() has them all)"
+            f"… {plural(hidden, 'more row')} (to_pandas() has them all)"
             "</td></tr>"
         )
     lines.append("</tbody></table>")

@@ -316,7 +316,7 @@ class Result:
     def _display_summary(self) -> str:
         """The one line above the notebook table (sizes, headline numbers)."""
         header, rows = self.tabulate()
-        return f"{len(rows):,} row{'s' if len(rows) != 1 else ''} × {len(header)} columns"
+        return f"{display.plural(len(rows), 'row')} × {len(header)} columns"
 
     def _display_table(self) -> display.Table:
         """The table the notebook shows (default: `tabulate`, uncoloured); matrices
