@@ -193,6 +193,20 @@ def write_csv(path: str | Path, header: Sequence[Any], rows: Sequence[Sequence[A
     return atomic_write(path, write)
 
 
+def markdown_cell(value: Any) -> str:
+    """A Markdown table cell: JSON for anything not a string, ``|`` escaped, one line."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table (reports, model cards): the ``header`` row, a separator, then one
+    line per row, each cell through `markdown_cell`."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 class PlainRecord:
     """Mixin for a flat dataclass of plain values (a set of scores) nested in a result:
     ``to_dict`` / ``from_dict`` through its fields (extra keys are ignored)."""

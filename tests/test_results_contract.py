@@ -426,3 +426,16 @@ def test_scores_are_plain_records() -> None:
     assert QAScores.from_dict({"exact_match": 1.0, "f1": 2.0, "n": 3}) == QAScores(1.0, 2.0, 3)
     with pytest.raises(ResultFormatError, match=r"\['n'\]"):
         QAScores.from_dict({"exact_match": 1.0, "f1": 2.0})
+
+
+def test_markdown_table_escapes_pipes_and_writes_non_strings_as_json() -> None:
+    table = results_module.markdown_table(
+        ["name", "value"], [["a|b", 3], ["two\nlines", {"k": [1, 2]}], ["plain", "0.50"]]
+    )
+    assert table.split("\n") == [
+        "| name | value |",
+        "|---|---|",
+        "| a\\|b | 3 |",
+        '| two lines | {"k": [1, 2]} |',
+        "| plain | 0.50 |",
+    ]

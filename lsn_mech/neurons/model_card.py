@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from lsn_mech._version import __version__
 from lsn_mech.neurons.neuron_set import NeuronSet
 from lsn_mech.provenance import Provenance
+from lsn_mech.results import markdown_table
 
 
 @runtime_checkable
@@ -83,18 +84,6 @@ def front_matter(
     return "\n".join(lines) + "\n"
 
 
-def _cell(value: Any) -> str:
-    """A Markdown table cell: JSON for anything not a string, ``|`` escaped."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return lines
-
-
 def _provenance_rows(provenance: Provenance | None, model_id: str | None) -> list[list[Any]]:
     record = provenance or Provenance(library_version="unknown", created="unknown")
     return [
@@ -136,14 +125,16 @@ def model_card(
         "",
         "## Provenance",
         "",
-        *_table(["field", "value"], _provenance_rows(provenance, model_id)),
+        markdown_table(["field", "value"], _provenance_rows(provenance, model_id)),
         "",
         "### Parameters",
         "",
     ]
     parameters = dict(provenance.parameters) if provenance is not None else {}
     if parameters:
-        lines += _table(["parameter", "value"], [[f"`{k}`", v] for k, v in parameters.items()])
+        lines.append(
+            markdown_table(["parameter", "value"], [[f"`{k}`", v] for k, v in parameters.items()])
+        )
     else:
         lines.append("None recorded.")
     union = neurons.union()
@@ -161,11 +152,13 @@ def model_card(
         "",
         "## Neurons per language",
         "",
-        *_table(["language", "neurons", "share of the model", "in no other language"], by_language),
+        markdown_table(
+            ["language", "neurons", "share of the model", "in no other language"], by_language
+        ),
         "",
         "## Neurons per layer",
         "",
-        *_table(["layer", *languages, "any language"], per_layer),
+        markdown_table(["layer", *languages, "any language"], per_layer),
         "",
         "## How to load",
         "",

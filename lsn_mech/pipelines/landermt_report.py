@@ -11,9 +11,10 @@ from typing import Any
 
 from lsn_mech.files import atomic_write_json, atomic_write_text
 from lsn_mech.pipelines.landermt_methods import METHOD_LABELS
-from lsn_mech.pipelines.report import figure_markdown, markdown_table, skipped_images_line
+from lsn_mech.pipelines.report import figure_markdown, skipped_images_line
 from lsn_mech.pipelines.report_html import write_report_html
 from lsn_mech.plots.export import PLOTLY_JS, save_figures
+from lsn_mech.results import markdown_table
 
 
 def results_rows(results: Mapping[str, Any], directions: list[str]) -> list[list[str]]:

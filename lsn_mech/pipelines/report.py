@@ -16,6 +16,7 @@ from lsn_mech.plots.export import (
     static_images_problem,
 )
 from lsn_mech.plots.export import save_figure as plots_save_figure
+from lsn_mech.results import markdown_table
 
 
 def save_figure(figure: Any, stem: Path) -> list[str]:
@@ -41,13 +42,6 @@ def skipped_images_line(saved: Mapping[str, SavedFigure]) -> list[str]:
         return []
     problem = static_images_problem() or "the static exporter failed"
     return [f"> Figures are interactive HTML only: {skipped_images_message(problem)}", ""]
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table: the ``header`` row, a separator, then one line per row of cells."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _matrix_table(matrix: Any, kind: str, fmt: str) -> str:
