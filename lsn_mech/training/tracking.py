@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lsn_mech.errors import InvalidSettingError, MissingDependencyError
+from lsn_mech.results import canonical
 
 __all__ = ["REPORT_TO", "Tracker", "check_report_to", "make_tracker", "open_tracker"]
 
@@ -153,7 +154,7 @@ def make_tracker(
     from accelerate.state import PartialState
 
     PartialState()  # accelerate's trackers log through its process state (one process here)
-    settings = _plain(config or {})
+    settings = canonical(config or {})
     directory = Path(run_dir)
     if report_to == "tensorboard":
         from accelerate.tracking import TensorBoardTracker
@@ -194,14 +195,3 @@ def open_tracker(
     if isinstance(report_to, Tracker):
         return report_to, False
     return make_tracker(report_to, run_dir, run_name, config), True
-
-
-def _plain(value: Any) -> Any:
-    """Settings as JSON values (tuples → lists, anything else → its string)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
