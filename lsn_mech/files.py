@@ -292,12 +292,40 @@ def make_folder(folder: str | os.PathLike[str], *, argument: str | None = None) 
     return path
 
 
+WRITE_PROBE_PREFIX = ".lsn_mech_write_probe_"
+"""The name of `prepare_folder`'s probe file, before the pid of the process writing it."""
+
+
+def process_alive(pid: int, *, alive_but_done: bool = False) -> bool:
+    """Whether process ``pid`` runs (always assumed where that cannot be asked safely):
+    a file named after a process that no longer runs was left by a killed run.
+
+    With ``alive_but_done`` this process counts as not running: while it restores, it
+    is writing nothing, so its own leftovers are abandoned too."""
+    if alive_but_done and pid == os.getpid():
+        return False
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def prepare_folder(folder: str | os.PathLike[str], *, argument: str | None = None) -> Path:
     """`make_folder`, then prove it writable (a probe file written and removed): results
-    need a home before the work that makes them starts."""
+    need a home before the work that makes them starts. Probes of processes killed
+    between writing and removing theirs are removed first."""
     path = make_folder(folder, argument=argument)
     named = f"{argument} {path}" if argument else str(path)
-    probe = path / f".lsn_mech_write_probe_{os.getpid()}"
+    for leftover in path.glob(WRITE_PROBE_PREFIX + "*"):
+        owner = leftover.name[len(WRITE_PROBE_PREFIX) :]
+        if owner.isdigit() and not process_alive(int(owner)):
+            leftover.unlink(missing_ok=True)
+    probe = path / f"{WRITE_PROBE_PREFIX}{os.getpid()}"
     try:
         probe.write_bytes(b"probe")
         probe.unlink()

@@ -11,9 +11,12 @@ import torch
 from lsn_mech.errors import CorruptFileError, LsnMechError
 from lsn_mech.files import (
     TEMPORARY_SUFFIX,
+    WRITE_PROBE_PREFIX,
     atomic_save_safetensors,
     atomic_write,
     atomic_write_json,
+    prepare_folder,
+    process_alive,
     read_json,
     read_safetensors,
     require_fields,
@@ -99,3 +102,21 @@ def test_require_fields_names_the_field(tmp_path: Path) -> None:
         require_fields(tmp_path / "f", record, {"name": int}, fix=FIX)
     with pytest.raises(CorruptFileError, match="'flag' = True"):
         require_fields(tmp_path / "f", record, {"flag": int}, fix=FIX)
+
+
+def test_prepare_folder_removes_probes_of_killed_runs_only(tmp_path: Path) -> None:
+    """A run killed between writing its write probe and removing it leaves the probe; the
+    next run removes it (a probe of a process that still runs stays)."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert not process_alive(dead.pid)
+    (tmp_path / f"{WRITE_PROBE_PREFIX}{dead.pid}").write_bytes(b"probe")
+    live = tmp_path / f"{WRITE_PROBE_PREFIX}{os.getppid()}"
+    live.write_bytes(b"probe")
+    (tmp_path / "result.json").write_text("{}")
+    prepare_folder(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "result.json"])

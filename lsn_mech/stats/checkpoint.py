@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lsn_mech.errors import CorruptFileError, StatisticsMismatchError
-from lsn_mech.files import TEMPORARY_SUFFIX, require_fields
+from lsn_mech.files import TEMPORARY_SUFFIX, process_alive, require_fields
 from lsn_mech.stats.container import ActivationStats, read_stats, write_stats
 
 STATE_FILE = "checkpoint.safetensors"
@@ -137,7 +136,7 @@ class Checkpointer:
         for name in (STATE_FILE, FINAL_FILE):
             for leftover in self.directory.glob(f".{name}.*{TEMPORARY_SUFFIX}"):
                 owner = leftover.name[len(name) + 2 : -len(TEMPORARY_SUFFIX)]
-                if owner.isdigit() and not _process_alive(int(owner), alive_but_done=True):
+                if owner.isdigit() and not process_alive(int(owner), alive_but_done=True):
                     leftover.unlink(missing_ok=True)
         for leftover in self.directory.glob(".tmp??????"):
             if leftover.is_file() and leftover.name[4:].isalnum():
@@ -192,24 +191,6 @@ def _check_position(
             problem = "counts tokens of languages its position has not reached"
     if problem is not None:
         raise CorruptFileError(f"{path} {problem}. {fix}")
-
-
-def _process_alive(pid: int, *, alive_but_done: bool = False) -> bool:
-    """Whether process ``pid`` runs (always assumed where that cannot be asked safely).
-
-    With ``alive_but_done`` this process counts as not running: while it restores, it
-    is writing nothing, so its own leftovers are abandoned too."""
-    if alive_but_done and pid == os.getpid():
-        return False
-    if os.name != "posix":
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _difference(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
