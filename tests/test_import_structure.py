@@ -30,7 +30,7 @@ PACKAGE = REPO / "lsn_mech"
 # ----------------------------------------------------------------------------- layers
 
 CROSS_CUTTING = frozenset(
-    {"display", "errors", "files", "hub", "provenance", "results", "_version"}
+    {"display", "errors", "files", "hub", "intervals", "provenance", "results", "_version"}
 )
 """Top-level modules any layer may import; they import only each other."""
 
