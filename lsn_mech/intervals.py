@@ -152,6 +152,10 @@ class Estimate:
     def __str__(self) -> str:
         return self.format()
 
+    def cells(self) -> list[float]:
+        """``[value, low, high]``: the three CSV cells under `interval_header`."""
+        return [self.value, self.low, self.high]
+
     def to_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
@@ -168,6 +172,11 @@ class Estimate:
     def point(cls, value: float, level: float = 0.95) -> Estimate:
         """A value without an interval (NaN bounds)."""
         return cls(float(value), math.nan, math.nan, level)
+
+
+def interval_header(name: str) -> list[str]:
+    """``[name, name_low, name_high]``: how every CSV names a metric and its bounds."""
+    return [name, f"{name}_low", f"{name}_high"]
 
 
 @dataclasses.dataclass(frozen=True)

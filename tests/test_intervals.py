@@ -86,6 +86,8 @@ def test_estimate_formats_round_trips_and_maps() -> None:
     estimate = Estimate(2.9612, 2.7149, 3.2233)
     assert estimate.format(".2f", "×") == "×2.96 [2.71, 3.22]"
     assert Estimate.from_dict(estimate.to_dict()) == estimate
+    assert intervals.interval_header("acc") == ["acc", "acc_low", "acc_high"]
+    assert estimate.cells() == [2.9612, 2.7149, 3.2233]
     assert estimate.above(2.5) and not estimate.above(2.8) and estimate.excludes(3.3)
     logged = estimate.map(math.log)
     assert logged.low == pytest.approx(math.log(2.7149))
