@@ -181,6 +181,8 @@ def test_pairing_uses_the_same_prompts_and_cross_is_scored_in_the_target_languag
     cross_test = result.compare("cross", language="fr", bootstrap=FAST)
     assert cross_test.difference.value == pytest.approx(6 / 10 - 4 / 10)
     assert set(result.tests(FAST)["cross"]) == {"fr", "all"}  # en has no cross prompt here
+    reordered = SteeringResult(["steered", "normal"], ["en"], None, steered + normal)
+    assert reordered.baseline == "normal" and list(reordered.tests(FAST)) == ["steered"]
     with pytest.raises(InvalidSettingError, match="share no prompt"):
         result.compare("cross", language="en")
     with pytest.raises(InvalidSettingError, match="choose from normal, steered, cross"):

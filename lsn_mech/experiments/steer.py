@@ -220,14 +220,21 @@ class SteeringResult(Result):
         )
         return dataclasses.replace(test, test=TEST)
 
+    @property
+    def baseline(self) -> str:
+        """The setting the others are tested against: ``normal`` when it ran, else the
+        first setting."""
+        return "normal" if "normal" in self.settings else (self.settings or [""])[0]
+
     def tests(self, bootstrap: Bootstrap | None = None) -> dict[str, dict[str, PairedTest]]:
-        """``[setting][language]``: `compare` of every setting against the first one
-        (``normal`` when it ran), per prompt language the two share and over ``"all"``."""
+        """``[setting][language]``: `compare` of every other setting against the
+        `baseline` (``normal`` when it ran), per prompt language the two share and over
+        ``"all"``."""
         if len(self.settings) < 2:
             return {}
-        baseline = self.settings[0]
+        baseline = self.baseline
         out: dict[str, dict[str, PairedTest]] = {}
-        for setting in self.settings[1:]:
+        for setting in [s for s in self.settings if s != baseline]:
             row = {}
             for language in [*self.languages, ALL]:
                 if self.select(setting, None if language == ALL else language):
@@ -243,7 +250,7 @@ class SteeringResult(Result):
         changes the language accuracy, by `TEST`, at the intervals' level."""
         settings = bootstrap or self.bootstrap_settings()
         lines = []
-        baseline = self.settings[0] if self.settings else ""
+        baseline = self.baseline
         for setting, row in self.tests(settings).items():
             test = row.get(ALL)
             if test is None:
@@ -344,7 +351,7 @@ class SteeringResult(Result):
             ]
             return ResultTable(["setting", "language", "n", *interval_header("accuracy")], rows_acc)
         if view == "tests":
-            baseline = self.settings[0] if self.settings else ""
+            baseline = self.baseline
             rows_tests = [
                 [
                     setting,
