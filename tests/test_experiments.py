@@ -460,6 +460,9 @@ def test_identical_texts_have_ses_one_at_every_layer(llama, texts, tmp_path) -> 
     assert len(figure.data) == 3 + 1 + 1  # pairs, mean, neuron counts
     assert figure.data[-1].yaxis == "y2"
     assert "mean" in str(result)
+    bounds = zip(result.mean_low, result.mean, result.mean_high)
+    assert all(lo <= v + 1e-12 and v <= hi + 1e-12 for lo, v, hi in bounds)
+    assert result.provenance.parameters["intervals"]["resamples"] == 1000
 
 
 # ----------------------------------------------------------------------------- dominance
