@@ -194,12 +194,13 @@ class SteeringResult(Result):
     def compare(
         self,
         setting: str,
-        baseline: str = "normal",
+        baseline: str | None = None,
         *,
         language: str = ALL,
         bootstrap: Bootstrap | None = None,
     ) -> PairedTest:
-        """Does ``setting`` change the language accuracy against ``baseline``?
+        """Does ``setting`` change the language accuracy against ``baseline`` (default:
+        `baseline`, i.e. ``normal`` when it ran)?
 
         The share of ``setting``'s outputs in its expected language minus the share of
         ``baseline``'s outputs in that same language, on the same prompts (of one prompt
@@ -209,6 +210,7 @@ class SteeringResult(Result):
         both settings resampled with the same prompt indices). ``significant`` means the
         interval excludes 0.
         """
+        baseline = self.baseline if baseline is None else baseline
         for name in (setting, baseline):
             if name not in self.settings:
                 raise InvalidSettingError(
