@@ -454,3 +454,23 @@ def perplexity_ratio(
         [torch.as_tensor(base_nll_sums), tokens],
         settings,
     )
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def bootstrap_each(
+    statistic: Statistic, data: Sequence[Tensor] | Tensor, settings: Bootstrap = DEFAULT
+) -> list[Estimate]:
+    """`bootstrap` of a statistic with several outputs (a curve over layers): ``statistic``
+    returns ``[resamples, outputs]``; one `Estimate` per output, every output from the same
+    resamples of the units (so a curve's points are resampled together)."""
+    data = [data] if isinstance(data, Tensor) else list(data)
+    values = statistic(*(t.unsqueeze(0) for t in data)).detach().reshape(-1).tolist()
+    if _units(data) < 2:
+        return [Estimate.point(v, settings.level) for v in values]
+    samples = replicates(statistic, data, settings).reshape(settings.resamples, len(values))
+    return [
+        Estimate(v, *percentile_interval(samples[:, k], settings.level), settings.level)
+        for k, v in enumerate(values)
+    ]

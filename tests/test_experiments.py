@@ -310,6 +310,8 @@ def test_steering_on_tiny_llama(llama, stats, loud_stats, tmp_path) -> None:  # 
     assert loaded == result and isinstance(loaded.generations[0], ex.Generation)
     assert len(result.plot().data) == 3
     assert "cross (→zh)" in str(result) and "Et Dieu dit" in result.examples()
+    assert result.provenance.parameters["intervals"]["resamples"] == 1000
+    assert loaded.accuracy_estimates()["normal"]["all"].value == result.mean_accuracy()["normal"]
     assert result.provenance.parameters["id_languages"] == ["en", "fr", "zh"]
     with pytest.raises(MissingLanguageError, match="de"):
         ex.steering(llama, {"de": ["Und Gott sprach"]}, neurons=neurons, stats=stats)
@@ -458,6 +460,9 @@ def test_identical_texts_have_ses_one_at_every_layer(llama, texts, tmp_path) -> 
     assert len(figure.data) == 3 + 1 + 1  # pairs, mean, neuron counts
     assert figure.data[-1].yaxis == "y2"
     assert "mean" in str(result)
+    bounds = zip(result.mean_low, result.mean, result.mean_high)
+    assert all(lo <= v + 1e-12 and v <= hi + 1e-12 for lo, v, hi in bounds)
+    assert result.provenance.parameters["intervals"]["resamples"] == 1000
 
 
 # ----------------------------------------------------------------------------- dominance

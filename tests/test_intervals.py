@@ -156,3 +156,17 @@ def test_intervals_shrink_as_the_sample_grows() -> None:
         widths.append(intervals.proportion(values).half_width)
     assert widths[0] > widths[1] > widths[2]
     assert widths[0] / widths[2] == pytest.approx(4.0, rel=0.3)  # ~ 1/sqrt(n)
+
+
+def test_bootstrap_each_resamples_every_output_together() -> None:
+    """Two outputs of the same units: each equals the one-output bootstrap, and an output
+    that is a constant shift of another gets the same interval shifted."""
+    values = torch.randn(120, generator=torch.Generator().manual_seed(5))
+    data = torch.stack([values, values + 2.0], dim=1)  # [units, 2]
+    settings = Bootstrap(resamples=300, seed=2)
+    first, second = intervals.bootstrap_each(lambda x: x.double().mean(dim=1), data, settings)
+    assert first == intervals.mean(values, settings)
+    assert second.value == pytest.approx(first.value + 2.0)
+    assert (second.low, second.high) == pytest.approx((first.low + 2.0, first.high + 2.0))
+    (single,) = intervals.bootstrap_each(lambda x: x.double().mean(dim=1), data[:1, :1])
+    assert single.value == data[0, 0].item() and not single.has_interval

@@ -10,7 +10,13 @@ task = lm.corpora.xquad(["vi", "hi", "zh"])             # needs the hub
 batches = lm.evaluate.qa_batches(tokenizer, task.train, batch_size=4, max_length=512)
 results = lm.evaluate.evaluate_qa(model, task)           # {"en": QAResult, "vi": ...}
 print(results["vi"].scores)                              # "EM …, F1 …, n=1190"
+print(results["vi"])                         # "vi: EM 40.1 [37.3, 42.9], F1 …" (95 % intervals)
+test = lm.evaluate.compare_qa(steered["vi"], results["vi"])   # paired over the same questions
 ```
+
+Each score's interval is a percentile bootstrap over the questions
+(`lsn_mech.intervals`), and two runs on the same questions are compared by a paired
+bootstrap test (`compare_qa`).
 
 Training examples are ``prompt`` followed by the target ``" " + answer + "\\n"``, with
 the loss on the target only (the format of `lsn_mech.corpora.tokenize_translation`);
@@ -25,10 +31,12 @@ import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import torch
 from datasets import Dataset
 from jaxtyping import Int64
 from torch import Tensor
 
+from lsn_mech import intervals
 from lsn_mech._version import __version__
 from lsn_mech.corpora.corpus import column_list
 from lsn_mech.corpora.hub_tasks import QATask, collapse_whitespace, gold_answers, qa_prompt
@@ -40,6 +48,7 @@ from lsn_mech.corpora.prompt_target import (
     warned_padded_batches,
 )
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
+from lsn_mech.intervals import Bootstrap, Estimate, PairedTest, interval_header
 from lsn_mech.models.protocol import model_id
 from lsn_mech.models.runtime import generate_lines
 from lsn_mech.provenance import Provenance
@@ -50,6 +59,7 @@ __all__ = [
     "QAResult",
     "QAScores",
     "answer_questions",
+    "compare_qa",
     "evaluate_qa",
     "qa_batches",
     "qa_scores",
@@ -433,17 +443,89 @@ class QAResult(ScoredResult):
     f1: list[float]
     provenance: Provenance = dataclasses.field(default_factory=Provenance)
 
-    def tabulate(self) -> ResultTable:
-        """One row per question: id, prediction, gold answers, exact match, F1."""
+    def bootstrap_settings(self) -> Bootstrap:
+        """The interval settings `evaluate_qa` recorded (``parameters["intervals"]``), else
+        the defaults (results saved before intervals existed)."""
+        return Bootstrap.from_dict(self.provenance.parameters.get("intervals"))
+
+    def estimates(self, bootstrap: Bootstrap | None = None) -> dict[str, Estimate]:
+        """``{"exact_match": …, "f1": …}``: each score (0–100, the mean of the per-question
+        scores) with its percentile-bootstrap interval over the questions."""
+        settings = bootstrap or self.bootstrap_settings()
+        return {
+            metric: intervals.mean(
+                torch.tensor(getattr(self, metric), dtype=torch.float64), settings
+            )
+            for metric in QA_METRICS
+        }
+
+    def tabulate(self, *, view: str = "questions") -> ResultTable:
+        """``view="questions"``: one row per question: id, prediction, gold answers, exact
+        match, F1. ``view="scores"``: one row per metric, ``n`` and the score with its
+        interval bounds (``score, score_low, score_high``)."""
+        if view == "scores":
+            rows_scores = [
+                [metric, len(self.ids), *estimate.cells()]
+                for metric, estimate in self.estimates().items()
+            ]
+            return ResultTable(["metric", "n", *interval_header("score")], rows_scores)
+        if view != "questions":
+            raise QAEvalError(f"QAResult has no {view!r} view; pass 'questions' or 'scores'.")
         header = ["id", "prediction", "references", "exact_match", "f1"]
         rows = zip(self.ids, self.predictions, self.references, self.exact_match, self.f1)
         return ResultTable(header, [list(r) for r in rows])
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, plus ``"intervals"``: both scores with their bounds (derived from the
+        per-question scores; recomputed, not read, on load)."""
+        settings = self.bootstrap_settings()
+        estimates = {k: e.to_dict() for k, e in self.estimates(settings).items()}
+        return {**super().to_dict(), "intervals": {"bootstrap": settings.to_dict(), **estimates}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QAResult:
+        """Inverse of `to_dict`; the derived ``"intervals"`` key is dropped (files written
+        before intervals existed have none)."""
+        return super().from_dict({k: v for k, v in data.items() if k != "intervals"})
+
     def __str__(self) -> str:
-        return f"{self.language}: {self.scores}"
+        if len(self.exact_match) != self.scores.n:  # per-question scores not kept
+            return f"{self.language}: {self.scores}"
+        e = self.estimates()
+        level = self.bootstrap_settings().level
+        return (
+            f"{self.language}: EM {e['exact_match'].format('.2f')}, F1 {e['f1'].format('.2f')}, "
+            f"n={self.scores.n} ({level:.0%} bootstrap intervals over questions)"
+        )
 
     def _display_summary(self) -> str:
         return str(self)
+
+
+QA_METRICS: tuple[str, ...] = ("exact_match", "f1")
+
+
+def compare_qa(
+    a: QAResult, b: QAResult, metric: str = "f1", *, bootstrap: Bootstrap | None = None
+) -> PairedTest:
+    """Score of ``a`` minus score of ``b`` (``metric``: ``"f1"`` or ``"exact_match"``) on
+    the questions both answered (matched by id), with its paired-bootstrap interval and
+    two-sided p-value (`lsn_mech.intervals.paired_test`); ``significant`` means the
+    interval excludes 0. Use it for "the intervention changes QA"."""
+    if metric not in QA_METRICS:
+        raise QAEvalError(f"Unknown QA metric {metric!r}; pass 'f1' or 'exact_match'.")
+    b_scores = dict(zip(b.ids, getattr(b, metric)))
+    shared = [(i, v) for i, v in zip(a.ids, getattr(a, metric)) if i in b_scores]
+    if not shared:
+        raise QAEvalError(
+            "The two QA results share no question id; compare runs on the same test set."
+        )
+    a_values = torch.tensor([v for _, v in shared], dtype=torch.float64)
+    b_values = torch.tensor([b_scores[i] for i, _ in shared], dtype=torch.float64)
+    test = intervals.paired_test(
+        intervals.mean_of, [a_values], [b_values], bootstrap or a.bootstrap_settings()
+    )
+    return PairedTest(test.difference, test.p_value, "paired bootstrap over questions, two-sided")
 
 
 def _language(data: Dataset, default: str) -> str:
@@ -466,13 +548,16 @@ def evaluate_qa(
     max_length: int | None = 512,
     cjk_chars: bool = False,
     progress: bool = True,
+    bootstrap: Bootstrap | None = None,
 ) -> dict[str, QAResult]:
     """Answer and score each test language: ``{language: QAResult}``.
 
     A `QATask` is evaluated on ``languages`` (default: all its test sets); a single
     dataset is one entry, keyed by its ``language`` column (or ``"test"``).
     ``max_examples`` keeps the first rows of each. Answers come from
-    `answer_questions`, scores from `qa_scores`.
+    `answer_questions`, scores from `qa_scores`. ``bootstrap`` (default 1000
+    resamples, 95 %, seed 0) sets the score intervals over questions; it is recorded in
+    the provenance under ``"intervals"``.
     """
     if isinstance(task_or_dataset, QATask):
         keep = list(languages) if languages is not None else list(task_or_dataset.test)
@@ -517,6 +602,7 @@ def evaluate_qa(
                     "cjk_chars": cjk_chars,
                     "decoding": "greedy, stop at the first newline or EOS",
                     "metric": "SQuAD v1.1 exact match and F1 (torchmetrics)",
+                    "intervals": (bootstrap or intervals.DEFAULT).to_dict(),
                 },
                 library_version=__version__,
             ),

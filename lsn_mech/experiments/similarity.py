@@ -1,4 +1,8 @@
-"""Sentence-embedding similarity (SES) of aligned texts across layers (Tang et al., Fig. 6)."""
+"""Sentence-embedding similarity (SES) of aligned texts across layers (Tang et al., Fig. 6).
+
+The mean curve carries a percentile-bootstrap interval over the aligned texts (the units:
+one text and its translations), computed by `lsn_mech.intervals`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from lsn_mech import display
+from lsn_mech import display, intervals
 from lsn_mech.experiments._results import Result, ResultTable, table
 from lsn_mech.experiments.embeddings import (
     Pooling,
@@ -19,6 +23,7 @@ from lsn_mech.experiments.embeddings import (
     named_embeddings,
 )
 from lsn_mech.experiments.layers import LayerDistribution
+from lsn_mech.intervals import Bootstrap, Estimate, interval_header
 from lsn_mech.models.protocol import HookedModel
 from lsn_mech.provenance import Provenance
 
@@ -36,6 +41,23 @@ def pair_similarity(
     for layer in range(n_layers):  # float64 copies of one layer at a time
         normed = F.normalize(embeddings[:, layer].double(), dim=-1)
         out[:, :, layer] = torch.einsum("atd,btd->ab", normed, normed) / n_texts
+    return out
+
+
+def text_similarity(
+    embeddings: Float[Tensor, "lang layer text d_model"],
+) -> Float[Tensor, "text layer"]:
+    """``s[t, layer]``: the cosine of text ``t``'s embeddings, averaged over the unordered
+    pairs of different languages: the mean SES curve is ``s.mean(0)``, and the texts are
+    the units its interval resamples."""
+    n_lang, n_layers, n_texts = embeddings.shape[:3]
+    if n_lang < 2:
+        raise ValueError("A mean over language pairs needs at least two languages.")
+    rows, cols = torch.triu_indices(n_lang, n_lang, offset=1, device=embeddings.device)
+    out = torch.empty(n_texts, n_layers, dtype=torch.float64, device=embeddings.device)
+    for layer in range(n_layers):
+        normed = F.normalize(embeddings[:, layer].double(), dim=-1)  # [lang, text, d]
+        out[:, layer] = (normed[rows] * normed[cols]).sum(-1).mean(0)
     return out
 
 
@@ -62,6 +84,8 @@ class SentenceSimilarity(Result):
         n_texts: aligned texts per language.
         pooling: how token residuals became a sentence embedding.
         centered: whether the embeddings were centred first (`center_embeddings`).
+        mean_low, mean_high: the bounds of ``mean`` per layer, a percentile-bootstrap
+            interval over the aligned texts (``None`` in files from before intervals).
     """
 
     languages: list[str]
@@ -70,12 +94,22 @@ class SentenceSimilarity(Result):
     n_texts: int
     pooling: str
     centered: bool = False
+    mean_low: list[float] | None = None
+    mean_high: list[float] | None = None
     provenance: Provenance = dataclasses.field(default_factory=Provenance)
 
     @property
     def n_layers(self) -> int:
         """Layers (blocks) of the model."""
         return len(self.mean)
+
+    def mean_estimates(self) -> list[Estimate]:
+        """The mean SES per layer with its interval over texts (no interval when the
+        result has no bounds)."""
+        level = Bootstrap.from_dict(self.provenance.parameters.get("intervals")).level
+        if self.mean_low is None or self.mean_high is None:
+            return [Estimate.point(v, level) for v in self.mean]
+        return [Estimate(*v, level) for v in zip(self.mean, self.mean_low, self.mean_high)]
 
     def pairs(self) -> list[tuple[str, str]]:
         """Unordered language pairs, in language order."""
@@ -93,10 +127,10 @@ class SentenceSimilarity(Result):
     table_forms = ("wide", "long")
 
     def tabulate(self, *, form: str = "wide") -> ResultTable:
-        """``form="wide"``: one row per layer, the mean over pairs, then one column per
-        language pair (``"en-fr"``). ``form="long"``: one row per (layer, pair) with
-        ``language_a``, ``language_b`` and ``similarity`` (unordered pairs, in language
-        order, as the wide columns)."""
+        """``form="wide"``: one row per layer, the mean over pairs with its interval bounds
+        (``mean, mean_low, mean_high``), then one column per language pair (``"en-fr"``).
+        ``form="long"``: one row per (layer, pair) with ``language_a``, ``language_b`` and
+        ``similarity`` (unordered pairs, in language order, as the wide columns)."""
         pairs = self.pairs()
         if form == "long":
             rows_long = [
@@ -105,11 +139,13 @@ class SentenceSimilarity(Result):
                 for a, b in pairs
             ]
             return ResultTable(["layer", "language_a", "language_b", "similarity"], rows_long)
+        means = self.mean_estimates()
         rows = [
-            [layer, self.mean[layer], *(self.curve(a, b)[layer] for a, b in pairs)]
+            [layer, *means[layer].cells(), *(self.curve(a, b)[layer] for a, b in pairs)]
             for layer in range(self.n_layers)
         ]
-        return ResultTable(["layer", "mean", *(f"{a}-{b}" for a, b in pairs)], rows)
+        header = ["layer", *interval_header("mean"), *(f"{a}-{b}" for a, b in pairs)]
+        return ResultTable(header, rows)
 
     def _display_summary(self) -> str:
         peak = self.peak_layer() if self.n_layers else None
@@ -148,6 +184,7 @@ class SentenceSimilarity(Result):
                     ),
                     secondary_y=False,
                 )
+        means = self.mean_estimates()
         figure.add_trace(
             go.Scatter(
                 x=layers,
@@ -155,6 +192,13 @@ class SentenceSimilarity(Result):
                 mode="lines+markers",
                 name="mean SES",
                 line={"color": "black", "width": 3},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [e.high - e.value if e.has_interval else 0.0 for e in means],
+                    "arrayminus": [e.value - e.low if e.has_interval else 0.0 for e in means],
+                },
+                hovertext=[f"layer {i}: mean SES {e.format('.3f')}" for i, e in enumerate(means)],
             ),
             secondary_y=False,
         )
@@ -179,8 +223,9 @@ class SentenceSimilarity(Result):
         pairs = self.pairs()
         shown = pairs[:8]
         header = ["layer", "mean", *(f"{a}-{b}" for a, b in shown)]
+        means = self.mean_estimates()
         rows = [
-            [str(layer), self.mean[layer], *(self.curve(a, b)[layer] for a, b in shown)]
+            [str(layer), means[layer].format(".3f"), *(self.curve(a, b)[layer] for a, b in shown)]
             for layer in range(self.n_layers)
         ]
         hidden = len(pairs) - len(shown)
@@ -198,10 +243,20 @@ def similarity_from_embeddings(
     pooling: str = "mean",
     center: bool = False,
     provenance: Provenance | None = None,
+    bootstrap: Bootstrap | None = None,
 ) -> SentenceSimilarity:
     """`SentenceSimilarity` of ready embeddings (``[lang, layer, text, d_model]``); ``center``
-    subtracts the mean over all texts at each layer first (`center_embeddings`)."""
-    matrix = pair_similarity(named_embeddings(embeddings, languages, center=center))
+    subtracts the mean over all texts at each layer first (`center_embeddings`).
+    ``bootstrap`` sets the mean curve's interval over texts (default 1000 resamples, 95 %,
+    seed 0); it is recorded in the provenance under ``"intervals"``."""
+    settings = bootstrap or intervals.DEFAULT
+    named = named_embeddings(embeddings, languages, center=center)
+    matrix = pair_similarity(named)
+    means = intervals.bootstrap_each(intervals.mean_of, text_similarity(named), settings)
+    provenance = provenance or Provenance(method="sentence_similarity")
+    provenance = dataclasses.replace(
+        provenance, parameters={**provenance.parameters, "intervals": settings.to_dict()}
+    )
     return SentenceSimilarity(
         languages=list(languages),
         matrix=matrix.tolist(),
@@ -209,7 +264,9 @@ def similarity_from_embeddings(
         n_texts=int(embeddings.shape[2]),
         pooling=pooling,
         centered=center,
-        provenance=provenance or Provenance(method="sentence_similarity"),
+        mean_low=[e.low for e in means],
+        mean_high=[e.high for e in means],
+        provenance=provenance,
     )
 
 
@@ -223,6 +280,7 @@ def sentence_similarity(
     batch_size: int = 16,
     max_length: int = 256,
     progress: bool = True,
+    bootstrap: Bootstrap | None = None,
 ) -> SentenceSimilarity:
     """Mean cosine similarity of the sentence embeddings of aligned texts, per layer and
     language pair (Tang et al., Fig. 6).
@@ -247,6 +305,7 @@ def sentence_similarity(
         batch_size: texts per forward pass.
         max_length: tokens per text at most.
         progress: show a progress bar.
+        bootstrap: resamples, level and seed of the mean curve's interval over texts.
     """
     languages, embeddings, provenance = embeddings_for(
         model,
@@ -260,5 +319,10 @@ def sentence_similarity(
         progress=progress,
     )
     return similarity_from_embeddings(
-        embeddings, languages, pooling=pooling, center=center, provenance=provenance
+        embeddings,
+        languages,
+        pooling=pooling,
+        center=center,
+        provenance=provenance,
+        bootstrap=bootstrap,
     )

@@ -14,25 +14,32 @@ decoding) for every prompt:
 The language of each generation is identified offline with lingua
 (`lsn_mech.experiments.language_id`); language accuracy is the share of generations in
 the expected language.
+
+Every accuracy comes with a percentile-bootstrap interval over the prompts (the units:
+one generation per prompt and setting), and "steering changes the language accuracy" is
+decided by a paired bootstrap test between two settings over the same prompts
+(`SteeringResult.compare`), both through `lsn_mech.intervals`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from tqdm.auto import tqdm
 
-from lsn_mech import display
+from lsn_mech import display, intervals
 from lsn_mech._version import __version__
 from lsn_mech.corpora.windows import tokenizer_adds_bos
-from lsn_mech.errors import EmptyCorpusError, MissingLanguageError
+from lsn_mech.errors import EmptyCorpusError, InvalidSettingError, MissingLanguageError
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.experiments.language_id import LanguageIdentifier
 from lsn_mech.experiments.prompts import default_prompts
+from lsn_mech.intervals import Bootstrap, Estimate, PairedTest, interval_header
 from lsn_mech.interventions import STEERING_SETTINGS, apply, steering_specs
 from lsn_mech.models.protocol import HookedModel, model_id
 from lsn_mech.models.runtime import eos_token_ids, greedy_decode, pad_id_for
@@ -41,6 +48,12 @@ from lsn_mech.provenance import Provenance, stable_hash
 from lsn_mech.stats import ActivationStats
 
 SETTINGS: tuple[str, ...] = STEERING_SETTINGS
+
+ALL = "all"
+"""The "language" of a setting's accuracy over every prompt language together."""
+
+TEST = "paired bootstrap over prompts, two-sided"
+"""The test behind "steering changes the language accuracy" (`SteeringResult.compare`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +136,166 @@ class SteeringResult(Result):
             counts[key] = counts.get(key, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
+    # ----- intervals ------------------------------------------------------------------
+    def bootstrap_settings(self) -> Bootstrap:
+        """How this result's intervals are resampled: the settings `steering` recorded in
+        its provenance (``parameters["intervals"]``), else the defaults (results saved
+        before intervals existed)."""
+        return Bootstrap.from_dict(self.provenance.parameters.get("intervals"))
+
+    def _successes(self, setting: str, language: str) -> torch.Tensor:
+        chosen = self.select(setting, None if language == ALL else language)
+        return torch.tensor([g.correct for g in chosen], dtype=torch.float64)
+
+    def accuracy_estimates(
+        self, bootstrap: Bootstrap | None = None
+    ) -> dict[str, dict[str, Estimate]]:
+        """``[setting][language]``: `accuracy` with its percentile-bootstrap interval over
+        the prompts, plus ``[setting]["all"]`` over every prompt of the setting (the
+        `mean_accuracy`). ``bootstrap`` overrides `bootstrap_settings`."""
+        settings = bootstrap or self.bootstrap_settings()
+        result: dict[str, dict[str, Estimate]] = {}
+        for setting in self.settings:
+            row = {}
+            for language in [*self.languages, ALL]:
+                successes = self._successes(setting, language)
+                if len(successes):
+                    row[language] = intervals.proportion(successes, settings)
+            result[setting] = row
+        return result
+
+    def _pairs(self, a: str, b: str, language: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whether the outputs of settings ``a`` and ``b`` are in ``a``'s expected
+        language, on the prompts both answered (the ``k``-th occurrence of a prompt text
+        in a language pairs with its ``k``-th). Scoring ``b`` against ``a``'s expected
+        language makes ``cross`` against ``normal`` ask "does steering raise the share
+        of answers in the target language?"."""
+
+        def keyed(setting: str) -> dict[tuple[str, str, int], Generation]:
+            seen: dict[tuple[str, str], int] = {}
+            out = {}
+            for g in self.select(setting, None if language == ALL else language):
+                k = seen.get((g.language, g.prompt), 0)
+                seen[(g.language, g.prompt)] = k + 1
+                out[(g.language, g.prompt, k)] = g
+            return out
+
+        first, second = keyed(a), keyed(b)
+        shared = [key for key in first if key in second]
+        if not shared:
+            raise InvalidSettingError(
+                f"Settings {a!r} and {b!r} share no prompt in {language!r} (the cross setting "
+                "skips the target's own prompts); compare them on another language or 'all'."
+            )
+        a_hits = [first[k].correct for k in shared]
+        b_hits = [second[k].detected == first[k].expected for k in shared]
+        return torch.tensor(a_hits, dtype=torch.float64), torch.tensor(b_hits, dtype=torch.float64)
+
+    def compare(
+        self,
+        setting: str,
+        baseline: str | None = None,
+        *,
+        language: str = ALL,
+        bootstrap: Bootstrap | None = None,
+    ) -> PairedTest:
+        """Does ``setting`` change the language accuracy against ``baseline`` (default:
+        `baseline`, i.e. ``normal`` when it ran)?
+
+        The share of ``setting``'s outputs in its expected language minus the share of
+        ``baseline``'s outputs in that same language, on the same prompts (of one prompt
+        language, or ``"all"``); for ``steered`` against ``normal`` that is the difference
+        of their accuracies, for ``cross`` the gain in answers in the target language. With
+        its paired-bootstrap interval and two-sided p-value (`lsn_mech.intervals.paired_test`:
+        both settings resampled with the same prompt indices). ``significant`` means the
+        interval excludes 0.
+        """
+        baseline = self.baseline if baseline is None else baseline
+        for name in (setting, baseline):
+            if name not in self.settings:
+                raise InvalidSettingError(
+                    f"No setting {name!r} in this result; choose from {', '.join(self.settings)}."
+                )
+        a, b = self._pairs(setting, baseline, language)
+        test = intervals.paired_test(
+            intervals.mean_of, [a], [b], bootstrap or self.bootstrap_settings()
+        )
+        return dataclasses.replace(test, test=TEST)
+
+    @property
+    def baseline(self) -> str:
+        """The setting the others are tested against: ``normal`` when it ran, else the
+        first setting."""
+        return "normal" if "normal" in self.settings else (self.settings or [""])[0]
+
+    def tests(self, bootstrap: Bootstrap | None = None) -> dict[str, dict[str, PairedTest]]:
+        """``[setting][language]``: `compare` of every other setting against the
+        `baseline` (``normal`` when it ran), per prompt language the two share and over
+        ``"all"``."""
+        if len(self.settings) < 2:
+            return {}
+        baseline = self.baseline
+        out: dict[str, dict[str, PairedTest]] = {}
+        for setting in [s for s in self.settings if s != baseline]:
+            row = {}
+            for language in [*self.languages, ALL]:
+                if self.select(setting, None if language == ALL else language):
+                    with contextlib.suppress(InvalidSettingError):
+                        row[language] = self.compare(
+                            setting, baseline, language=language, bootstrap=bootstrap
+                        )
+            out[setting] = row
+        return out
+
+    def decisions(self, bootstrap: Bootstrap | None = None) -> list[str]:
+        """One line per setting compared with the baseline over all prompts: whether it
+        changes the language accuracy, by `TEST`, at the intervals' level."""
+        settings = bootstrap or self.bootstrap_settings()
+        lines = []
+        baseline = self.baseline
+        for setting, row in self.tests(settings).items():
+            test = row.get(ALL)
+            if test is None:
+                continue
+            verdict = (
+                ("raises" if test.difference.value > 0 else "lowers")
+                if test.significant
+                else "does not significantly change"
+            )
+            lines.append(
+                f"{self._label(setting)} {verdict} the share of answers in its expected "
+                f"language against {baseline}: "
+                f"{test.difference.format('+.2f')}, p = {test.p_value:.3g} ({test.test}, "
+                f"{settings.level:.0%} interval of the difference; {settings.resamples} "
+                f"resamples, seed {settings.seed})"
+            )
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, plus ``"intervals"``: every accuracy and paired test with its bounds
+        (derived from the generations; recomputed, not read, on load)."""
+        settings = self.bootstrap_settings()
+        accuracy = self.accuracy_estimates(settings)
+        return {
+            **super().to_dict(),
+            "intervals": {
+                "bootstrap": settings.to_dict(),
+                "accuracy": {
+                    s: {x: e.to_dict() for x, e in r.items()} for s, r in accuracy.items()
+                },
+                "tests": {
+                    s: {x: t.to_dict() for x, t in r.items()}
+                    for s, r in self.tests(settings).items()
+                },
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SteeringResult:
+        """Inverse of `to_dict`; the derived ``"intervals"`` key is dropped (files written
+        before intervals existed have none)."""
+        return super().from_dict({k: v for k, v in data.items() if k != "intervals"})
+
     def _label(self, setting: str) -> str:
         return f"cross (→{self.target})" if setting == "cross" and self.target else setting
 
@@ -132,56 +305,137 @@ class SteeringResult(Result):
         return fields
 
     table_forms = ("long", "wide")
+    views: ClassVar[tuple[str, ...]] = ("generations", "accuracy", "tests")
+    """The long form's rows (``to_pandas(view=...)``, ``to_csv(path, view=...)``)."""
 
-    def tabulate(self, *, form: str = "long") -> ResultTable:
-        """``form="long"``: one row per generation (its `Generation` fields).
+    def tabulate(self, *, form: str = "long", view: str = "generations") -> ResultTable:
+        """``form="long"``, by ``view``:
+
+        * ``"generations"`` (default): one row per generation (its `Generation` fields);
+        * ``"accuracy"``: one row per setting and prompt language (and ``"all"``): the
+          generations ``n`` and the accuracy with its interval bounds;
+        * ``"tests"``: one row per setting, baseline and language of `tests`: the paired
+          difference with its bounds, the p-value, whether it is significant, the test.
+
         ``form="wide"``: language accuracy (share of correct generations) per setting
-        (rows) and prompt language (columns); empty where a setting has no generation
-        for a language (the target in ``cross``)."""
+        (rows) and prompt language (columns, then ``"all"``), each followed by its
+        interval bounds (``en, en_low, en_high, …``); empty where a setting has no
+        generation for a language (the target in ``cross``).
+        """
         if form == "wide":
-            accuracy = self.accuracy()
+            estimates = self.accuracy_estimates()
+            columns = [*self.languages, ALL]
             rows_wide = [
-                [setting, *(accuracy[setting].get(x) for x in self.languages)]
+                [
+                    setting,
+                    *(
+                        value
+                        for x in columns
+                        for value in (
+                            estimates[setting][x].cells() if x in estimates[setting] else [None] * 3
+                        )
+                    ),
+                ]
                 for setting in self.settings
             ]
-            return ResultTable(["setting", *self.languages], rows_wide)
+            header = [name for x in columns for name in interval_header(x)]
+            return ResultTable(["setting", *header], rows_wide)
+        if view not in self.views:
+            raise InvalidSettingError(
+                f"SteeringResult has no {view!r} view; pass view= one of "
+                f"{', '.join(repr(v) for v in self.views)}."
+            )
+        if view == "accuracy":
+            rows_acc = [
+                [setting, language, len(self._successes(setting, language)), *estimate.cells()]
+                for setting, row in self.accuracy_estimates().items()
+                for language, estimate in row.items()
+            ]
+            return ResultTable(["setting", "language", "n", *interval_header("accuracy")], rows_acc)
+        if view == "tests":
+            baseline = self.baseline
+            rows_tests = [
+                [
+                    setting,
+                    baseline,
+                    language,
+                    len(self._pairs(setting, baseline, language)[0]),
+                    *test.difference.cells(),
+                    test.p_value,
+                    test.significant,
+                    test.test,
+                ]
+                for setting, row in self.tests().items()
+                for language, test in row.items()
+            ]
+            header = ["setting", "baseline", "language", "n", *interval_header("difference")]
+            return ResultTable([*header, "p_value", "significant", "test"], rows_tests)
         fields = [f.name for f in dataclasses.fields(Generation)]
         rows = [[getattr(g, f) for f in fields] for g in self.generations]
         return ResultTable(fields, rows)
 
     def _display_summary(self) -> str:
-        mean = ", ".join(f"{self._label(s)} {a:.0%}" for s, a in self.mean_accuracy().items())
-        return f"{display.plural(len(self.generations), 'generation')}; language accuracy {mean}"
+        means = {s: row.get(ALL) for s, row in self.accuracy_estimates().items()}
+        mean = ", ".join(
+            f"{self._label(s)} {e.format('.0%')}" for s, e in means.items() if e is not None
+        )
+        level = self.bootstrap_settings().level
+        return (
+            f"{display.plural(len(self.generations), 'generation')}; language accuracy "
+            f"{mean} ({level:.0%} bootstrap intervals over prompts)"
+        )
 
     def _display_table(self) -> display.Table:
-        """Language accuracy per setting and prompt language (the generations are in
-        ``to_pandas()``)."""
-        header, rows = self.tabulate(form="wide")
+        """Language accuracy with its interval per setting and prompt language, coloured by
+        the accuracy (the generations are in ``to_pandas()``)."""
+        estimates = self.accuracy_estimates()
+        columns = [*self.languages, ALL]
+        cells = [[estimates[s].get(x) for x in columns] for s in self.settings]
         return display.Table(
-            header,
-            rows,
-            heat=display.numeric_heat(rows),
-            legend="cells: share of generations in the expected language",
+            ["setting", *columns],
+            [
+                [s, *(e.format(".2f") if e else None for e in row)]
+                for s, row in zip(self.settings, cells)
+            ],
+            heat=[[None, *(e.value if e else None for e in row)] for row in cells],
+            legend="cells: share of generations in the expected language "
+            f"[{self.bootstrap_settings().level:.0%} interval over prompts]",
         )
 
     def plot(self) -> Any:
-        """Grouped bars: language accuracy per prompt language, one bar per setting."""
+        """Grouped bars: language accuracy per prompt language, one bar per setting, with
+        error bars (and hover text) of its bootstrap interval over prompts."""
         import plotly.graph_objects as go
 
-        accuracy = self.accuracy()
+        estimates = self.accuracy_estimates()
         figure = go.Figure()
         for setting in self.settings:
-            row = accuracy[setting]
+            row = estimates[setting]
+            shown = [x for x in self.languages if x in row]
+            cells = [row[x] for x in shown]
             figure.add_trace(
                 go.Bar(
-                    x=[x for x in self.languages if x in row],
-                    y=[row[x] for x in self.languages if x in row],
+                    x=shown,
+                    y=[e.value for e in cells],
                     name=self._label(setting),
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [_gap(e.high - e.value) for e in cells],
+                        "arrayminus": [_gap(e.value - e.low) for e in cells],
+                    },
+                    hovertext=[
+                        f"{self._label(setting)} | {x}: {e.format('.2f')} "
+                        f"(n={len(self._successes(setting, x))})"
+                        for x, e in zip(shown, cells)
+                    ],
+                    hoverinfo="text",
                 )
             )
+        level = self.bootstrap_settings().level
         figure.update_layout(
             barmode="group",
-            title="Language accuracy of generations",
+            title=f"Language accuracy of generations ({level:.0%} bootstrap intervals)",
             xaxis={"title": "prompt language"},
             yaxis={"title": "language accuracy", "range": [0, 1]},
         )
@@ -203,23 +457,36 @@ class SteeringResult(Result):
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        accuracy = self.accuracy()
+        estimates = self.accuracy_estimates()
         rows: list[list[Any]] = []
         for setting in self.settings:
-            row = accuracy[setting]
+            row = estimates[setting]
             rows.append(
                 [
                     self._label(setting),
                     *(
-                        f"{row[x]:.2f} ({len(self.select(setting, x))})" if x in row else "–"
-                        for x in self.languages
+                        f"{row[x].format('.2f')} ({len(self._successes(setting, x))})"
+                        if x in row
+                        else "–"
+                        for x in [*self.languages, ALL]
                     ),
                 ]
             )
         empty = self.empty()
         note = ", ".join(f"{self._label(s)}: {n}" for s, n in empty.items() if n)
-        text = "Language accuracy (generations)\n" + table(["setting", *self.languages], rows)
+        level = self.bootstrap_settings().level
+        text = (
+            f"Language accuracy (generations) [{level:.0%} bootstrap interval over prompts]\n"
+            + table(["setting", *self.languages, ALL], rows)
+        )
+        decisions = self.decisions()
+        text += "".join(f"\n{line}" for line in decisions)
         return text + (f"\nempty outputs: {note}" if note else "")
+
+
+def _gap(value: float) -> float:
+    """An error-bar length: 0 where the estimate has no interval (NaN bounds)."""
+    return 0.0 if math.isnan(value) else value
 
 
 # ----------------------------------------------------------------------------- generation
@@ -325,6 +592,7 @@ def steering(
     identifier: LanguageIdentifier | None = None,
     use_model_generate: bool | None = None,
     progress: bool = True,
+    bootstrap: Bootstrap | None = None,
 ) -> SteeringResult:
     """Generate for prompts of each language, normally and with neurons steered, and
     measure the language accuracy of the outputs (Tang et al., Tables 4 and 5).
@@ -356,6 +624,9 @@ def steering(
         identifier: a ready `LanguageIdentifier` (overrides ``id_languages``).
         use_model_generate: see `greedy_generate`.
         progress: show a progress bar.
+        bootstrap: resamples, level and seed of the accuracy intervals and paired tests
+            (default ``Bootstrap()``: 1000 resamples, 95 %, seed 0); recorded in the
+            provenance under ``"intervals"``. The result's methods take another one too.
     """
     if prompts is None:
         prompts = default_prompts([x for x in neurons.languages if x in _default_languages()])
@@ -469,6 +740,7 @@ def steering(
                     "neuron_counts": {x: len(neurons[x]) for x in neurons.languages},
                     "neurons_method": source.method if source else None,
                     "stats_corpus_hash": stats.provenance.corpus_hash,
+                    "intervals": (bootstrap or intervals.DEFAULT).to_dict(),
                 }
             ),
             library_version=__version__,
