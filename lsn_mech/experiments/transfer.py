@@ -178,11 +178,25 @@ class TransferTable(Result):
         and a NaN p-value, never a decision.
         """
         self._need_none("change()")
-        cell, none = self.scores(row, column), self.scores(row, "none")
-        if not (cell.has_rows and none.has_rows):
-            difference = intervals.Estimate.point(getattr(cell, metric) - getattr(none, metric))
-            return intervals.PairedTest(difference, math.nan, "none (no per-row predictions)")
-        return classification_change(cell, none, metric, settings=self.settings)
+        return self._paired(self.scores(row, column), self.scores(row, "none"), metric)
+
+    def compare(
+        self, row: int, other: int, column: str = "none", metric: str = "accuracy"
+    ) -> intervals.PairedTest:
+        """``rows[row]`` against ``rows[other]`` in one column, paired over the same test
+        rows (e.g. finetuning setup "target" against "none" on one language); both rows
+        must be evaluated on the same test set."""
+        return self._paired(self.scores(row, column), self.scores(other, column), metric)
+
+    def _paired(
+        self, cell: ClassificationScores, reference: ClassificationScores, metric: str
+    ) -> intervals.PairedTest:
+        if not (cell.has_rows and reference.has_rows):
+            value = getattr(cell, metric) - getattr(reference, metric)
+            return intervals.PairedTest(
+                intervals.Estimate.point(value), math.nan, "none (no per-row predictions)"
+            )
+        return classification_change(cell, reference, metric, settings=self.settings)
 
     def changes(self, metric: str = "accuracy") -> list[list[intervals.PairedTest]]:
         """`change` of every cell (the ``"none"`` column is 0 with p = 1)."""
