@@ -235,6 +235,8 @@ def test_table_cells_changes_and_files(tmp_path: Path) -> None:
         zero.difference.value - zero.difference.low
     )
     assert "<table" in table._repr_html_()
+    table.cells[0] = {**table.cells[0], "zero": table.cells[0]["none"]}  # tests follow edits
+    assert table.change(0, "zero").difference.value == 0.0 and table.change(1, "zero") == zero
 
 
 def test_old_tables_load_and_report_points_without_decisions(tmp_path: Path) -> None:

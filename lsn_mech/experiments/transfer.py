@@ -178,7 +178,7 @@ class TransferTable(Result):
         and a NaN p-value, never a decision.
         """
         self._need_none("change()")
-        return self._paired(self.scores(row, column), self.scores(row, "none"), metric)
+        return self._paired((row, column), (row, "none"), metric)
 
     def compare(
         self, row: int, other: int, column: str = "none", metric: str = "accuracy"
@@ -186,17 +186,31 @@ class TransferTable(Result):
         """``rows[row]`` against ``rows[other]`` in one column, paired over the same test
         rows (e.g. finetuning setup "target" against "none" on one language); both rows
         must be evaluated on the same test set."""
-        return self._paired(self.scores(row, column), self.scores(other, column), metric)
+        return self._paired((row, column), (other, column), metric)
 
     def _paired(
-        self, cell: ClassificationScores, reference: ClassificationScores, metric: str
+        self, at: tuple[int, str], reference_at: tuple[int, str], metric: str
     ) -> intervals.PairedTest:
+        """The paired test of two cells, computed once per cell pair (tables print each
+        test several times); a cell replaced since is tested again."""
+        cell_data = self.cells[at[0]][at[1]]
+        reference_data = self.cells[reference_at[0]][reference_at[1]]
+        settings = self.settings
+        cache = self.__dict__.setdefault("_tests", {})
+        key = (at, reference_at, metric, settings)
+        if key in cache and cache[key][0] is cell_data and cache[key][1] is reference_data:
+            return cache[key][2]
+        cell = ClassificationScores.from_dict(cell_data)
+        reference = ClassificationScores.from_dict(reference_data)
         if not (cell.has_rows and reference.has_rows):
             value = getattr(cell, metric) - getattr(reference, metric)
-            return intervals.PairedTest(
+            test = intervals.PairedTest(
                 intervals.Estimate.point(value), math.nan, "none (no per-row predictions)"
             )
-        return classification_change(cell, reference, metric, settings=self.settings)
+        else:
+            test = classification_change(cell, reference, metric, settings=settings)
+        cache[key] = (cell_data, reference_data, test)
+        return test
 
     def changes(self, metric: str = "accuracy") -> list[list[intervals.PairedTest]]:
         """`change` of every cell (the ``"none"`` column is 0 with p = 1)."""
