@@ -369,3 +369,38 @@ def test_finetuning_table_with_seeds_trains_and_pools_each_seed(tmp_path: Path) 
     summary = table.scores(0, "none").seed_summary()
     assert summary.seeds == (0, 1) and summary.values[0] == pytest.approx(expected.accuracy)
     assert "± " in str(table) and table.change(1, "zero").p_value <= 1.0
+
+
+def test_transfer_job_with_seeds_pools_the_intervention_table(tmp_path: Path) -> None:
+    from lsn_mech.pipelines import run_transfer
+
+    config = TransferConfig(
+        model="tiny-llama",
+        targets=("vi",),
+        detection_languages=("en", "vi"),
+        detectors=("lape",),
+        output=tmp_path / "run",
+        stats_tokens=600,
+        train_per_genre=2,
+        test_per_genre=2,
+        interventions=("none", "zero"),
+        setups=(),
+        ppl_values=("zero",),
+        ppl_tokens=64,
+        epochs=1,
+        max_length=32,
+        seeds=(0, 1),
+        resamples=100,
+    )
+    report = run_transfer(config, progress=False, log=lambda line: None)
+    table = TransferTable.load(tmp_path / "run" / "interventions.json")
+    assert table.seeds == [0, 1] and table.settings == Bootstrap(resamples=100)
+    assert set(table.training) == {"none seed 0", "none seed 1"}
+    text = report.report_path.read_text()
+    assert "mean ± sd over seeds 0, 1" in text and "paired bootstrap over the same" in text
+    assert (
+        "Zero-shot transfer" in text
+        and (tmp_path / "run" / "interventions_intervals.html").exists()
+    )
+    header = (tmp_path / "run" / "interventions_accuracy.csv").read_text().splitlines()[0]
+    assert header.endswith("none,none_low,none_high,zero,zero_low,zero_high")
