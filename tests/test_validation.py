@@ -83,6 +83,10 @@ BAD: dict[str, list[Any]] = {
     "context": [-1, 1.5],
     "max_neurons": [0],
     "report_to": ["bogus", "TensorBoard", ""],
+    "seeds": [(1, 1), (-1,), (0.5,)],
+    "resamples": [0, -5, 1.5],
+    "confidence": [0, 0.0, 1.0, 95, math.nan],
+    "bootstrap_seed": [-1, 1.5],
 }
 """Field → values its rule must refuse (out of range, malformed, wrong type)."""
 

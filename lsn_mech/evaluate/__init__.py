@@ -2,8 +2,10 @@
 
 from lsn_mech.evaluate.classification import (
     ClassificationScores,
+    classification_change,
     classification_scores,
     evaluate_classifier,
+    pooled_scores,
 )
 from lsn_mech.evaluate.perplexity import Perplexity, final_residual, perplexity, token_nll_sum
 from lsn_mech.evaluate.ppl_matrix import PPLChangeMatrix, evaluation_windows, ppl_change_matrix
@@ -44,6 +46,7 @@ __all__ = [
     "TranslationScores",
     "TranslationTable",
     "answer_questions",
+    "classification_change",
     "classification_scores",
     "compare_qa",
     "evaluate_classifier",
@@ -55,6 +58,7 @@ __all__ = [
     "final_residual",
     "icl_shots",
     "perplexity",
+    "pooled_scores",
     "ppl_change_matrix",
     "qa_batches",
     "qa_scores",

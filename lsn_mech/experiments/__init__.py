@@ -87,6 +87,7 @@ from lsn_mech.experiments.transfer import (
     finetuning_table,
     intervention_table,
     intervention_value,
+    pool_seeds,
     setup_neurons,
 )
 
@@ -140,6 +141,7 @@ __all__ = [
     "neuron_projection",
     "overlap",
     "pair_similarity",
+    "pool_seeds",
     "principal_components",
     "selection_sweep",
     "sentence_embeddings",

@@ -11,12 +11,18 @@ the targets):
   languages' or random neurons during finetuning, then the same test-time
   interventions.
 
-Cells hold accuracy and macro-F1 (`ClassificationScores`); `TransferTable.delta`
-gives the change against no intervention, the number the paper's finding is about.
+Cells hold accuracy and macro-F1 (`ClassificationScores`) with percentile-bootstrap
+intervals over the test rows and each row's predictions; `TransferTable.delta` gives the
+change against no intervention, the number the paper's finding is about, and
+`TransferTable.change` decides whether it is real by a paired bootstrap over the same
+test rows. ``finetuning_table(..., seeds=)`` trains every classifier once per seed and
+pools the cells (`pool_seeds`: mean ± sd over seeds, per-seed values kept).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,10 +30,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lsn_mech import display
+from lsn_mech import display, intervals
 from lsn_mech.corpora.tasks import ClassificationTask
 from lsn_mech.errors import LsnMechError
-from lsn_mech.evaluate.classification import ClassificationScores, evaluate_classifier
+from lsn_mech.evaluate.classification import (
+    ClassificationScores,
+    classification_change,
+    evaluate_classifier,
+    pooled_scores,
+)
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.interventions import (
     Intervention,
@@ -51,6 +62,7 @@ __all__ = [
     "finetuning_table",
     "intervention_table",
     "intervention_value",
+    "pool_seeds",
     "setup_neurons",
 ]
 
@@ -108,7 +120,11 @@ class TransferTable(Result):
     """Scores per (setup, detector, language) row and intervention column.
 
     ``cells[i][column]`` is the `ClassificationScores` of ``rows[i]`` as a dict
-    (``accuracy``, ``macro_f1``, ``n``), so the table saves and reloads as JSON.
+    (``accuracy``, ``macro_f1``, ``n``, their ``intervals``, the rows' ``predictions``
+    and ``gold``; ``seeds`` and ``per_seed`` when pooled over seeds), so the table saves
+    and reloads as JSON. Tables saved before intervals existed hold only ``accuracy``,
+    ``macro_f1`` and ``n``: they still load, and report points without intervals.
+    The resampling settings are in ``provenance.parameters["intervals"]``.
     """
 
     rows: list[dict[str, str]]
@@ -120,17 +136,85 @@ class TransferTable(Result):
     def score(self, row: int, column: str, metric: str = "accuracy") -> float:
         return float(self.cells[row][column][metric])
 
+    def scores(self, row: int, column: str) -> ClassificationScores:
+        """The cell as `ClassificationScores` (intervals, per-row predictions, seeds)."""
+        return ClassificationScores.from_dict(self.cells[row][column])
+
+    def interval(self, row: int, column: str, metric: str = "accuracy") -> intervals.Estimate:
+        """The cell's ``metric`` with its interval (no bounds in a pre-interval file)."""
+        return self.scores(row, column).interval(metric)
+
+    @property
+    def settings(self) -> intervals.Bootstrap:
+        """How the intervals and paired tests resample (from the provenance)."""
+        return intervals.Bootstrap.from_dict(self.provenance.parameters.get("intervals"))
+
+    @property
+    def seeds(self) -> list[int]:
+        """The training seeds the cells are pooled over (empty: one training run)."""
+        return [int(s) for s in self.provenance.parameters.get("seeds", [])]
+
     def values(self, metric: str = "accuracy") -> list[list[float]]:
         return [[self.score(i, c, metric) for c in self.columns] for i in range(len(self.rows))]
 
     def delta(self, metric: str = "accuracy") -> list[list[float]]:
         """Each cell minus the row's no-intervention cell (needs a ``"none"`` column)."""
-        if "none" not in self.columns:
-            raise TransferExperimentError("delta() needs the 'none' column; include it.")
+        self._need_none("delta()")
         return [
             [self.score(i, c, metric) - self.score(i, "none", metric) for c in self.columns]
             for i in range(len(self.rows))
         ]
+
+    def _need_none(self, what: str) -> None:
+        if "none" not in self.columns:
+            raise TransferExperimentError(f"{what} needs the 'none' column; include it.")
+
+    def change(self, row: int, column: str, metric: str = "accuracy") -> intervals.PairedTest:
+        """Does ``column`` change ``metric`` against no intervention on ``rows[row]``?
+
+        The difference in percentage points with its interval and the two-sided p-value
+        of a paired bootstrap over the same test rows (`classification_change`); cells
+        without per-row predictions (an old file) give the difference with no interval
+        and a NaN p-value, never a decision.
+        """
+        self._need_none("change()")
+        return self._paired((row, column), (row, "none"), metric)
+
+    def compare(
+        self, row: int, other: int, column: str = "none", metric: str = "accuracy"
+    ) -> intervals.PairedTest:
+        """``rows[row]`` against ``rows[other]`` in one column, paired over the same test
+        rows (e.g. finetuning setup "target" against "none" on one language); both rows
+        must be evaluated on the same test set."""
+        return self._paired((row, column), (other, column), metric)
+
+    def _paired(
+        self, at: tuple[int, str], reference_at: tuple[int, str], metric: str
+    ) -> intervals.PairedTest:
+        """The paired test of two cells, computed once per cell pair (tables print each
+        test several times); a cell replaced since is tested again."""
+        cell_data = self.cells[at[0]][at[1]]
+        reference_data = self.cells[reference_at[0]][reference_at[1]]
+        settings = self.settings
+        cache = self.__dict__.setdefault("_tests", {})
+        key = (at, reference_at, metric, settings)
+        if key in cache and cache[key][0] is cell_data and cache[key][1] is reference_data:
+            return cache[key][2]
+        cell = ClassificationScores.from_dict(cell_data)
+        reference = ClassificationScores.from_dict(reference_data)
+        if not (cell.has_rows and reference.has_rows):
+            value = getattr(cell, metric) - getattr(reference, metric)
+            test = intervals.PairedTest(
+                intervals.Estimate.point(value), math.nan, "none (no per-row predictions)"
+            )
+        else:
+            test = classification_change(cell, reference, metric, settings=settings)
+        cache[key] = (cell_data, reference_data, test)
+        return test
+
+    def changes(self, metric: str = "accuracy") -> list[list[intervals.PairedTest]]:
+        """`change` of every cell (the ``"none"`` column is 0 with p = 1)."""
+        return [[self.change(i, c, metric) for c in self.columns] for i in range(len(self.rows))]
 
     def row_labels(self) -> list[str]:
         return [" / ".join(v for v in row.values() if v) for row in self.rows]
@@ -146,57 +230,123 @@ class TransferTable(Result):
 
     def tabulate(self, metric: str = "accuracy", *, form: str = "wide") -> ResultTable:
         """``form="wide"``: one row per (setup, detector, language) row, its keys first,
-        then one column per intervention holding ``metric``. ``form="long"``: one row
-        per (row, intervention) with the row's keys, ``intervention``, ``accuracy``,
-        ``macro_f1`` and ``n`` (``metric`` is not needed there)."""
+        then per intervention ``metric`` and its bounds (``none, none_low, none_high,
+        …``). ``form="long"``: one row per (row, intervention) with the row's keys,
+        ``intervention``, ``accuracy`` and ``macro_f1`` with their bounds, ``n``, the
+        paired change in accuracy against ``none`` with its bounds and p-value (when the
+        ``"none"`` column is there), and each metric's sd over seeds (pooled tables)."""
         keys = list(self.rows[0]) if self.rows else []
         if form == "long":
-            rows_long = [
-                [
-                    *(row.get(k) for k in keys),
-                    column,
-                    self.score(i, column, "accuracy"),
-                    self.score(i, column, "macro_f1"),
-                    int(self.cells[i][column]["n"]),
-                ]
-                for i, row in enumerate(self.rows)
-                for column in self.columns
-            ]
-            header = [*keys, "intervention", "accuracy", "macro_f1", "n"]
-            return ResultTable(header, rows_long)
-        values = self.values(metric)
-        return ResultTable(
-            [*keys, *self.columns],
-            [[*row.values(), *vals] for row, vals in zip(self.rows, values, strict=True)],
-        )
+            return self._long(keys)
+        header = [*keys]
+        for column in self.columns:
+            header += intervals.interval_header(column)
+        body = [
+            [*row.values(), *(v for c in self.columns for v in self.interval(i, c, metric).cells())]
+            for i, row in enumerate(self.rows)
+        ]
+        return ResultTable(header, body)
+
+    def _long(self, keys: list[str]) -> ResultTable:
+        header = [*keys, "intervention"]
+        header += [*intervals.interval_header("accuracy"), *intervals.interval_header("macro_f1")]
+        header.append("n")
+        tested = "none" in self.columns
+        if tested:
+            header += [*intervals.interval_header("accuracy_change"), "accuracy_p_value"]
+        pooled = bool(self.seeds)
+        if pooled:
+            header += ["accuracy_sd", "macro_f1_sd"]
+        body = []
+        for i, row in enumerate(self.rows):
+            for column in self.columns:
+                scores = self.scores(i, column)
+                line = [*(row.get(k) for k in keys), column]
+                line += [*scores.interval("accuracy").cells(), *scores.interval("macro_f1").cells()]
+                line.append(scores.n)
+                if tested:
+                    test = self.change(i, column)
+                    line += [*test.difference.cells(), test.p_value]
+                if pooled:
+                    line += [_sd(scores, "accuracy"), _sd(scores, "macro_f1")]
+                body.append(line)
+        return ResultTable(header, body)
 
     def _display_summary(self) -> str:
         return (
             f"{display.plural(len(self.rows), 'row')} × "
             f"{display.plural(len(self.columns), 'intervention')} "
-            f"({', '.join(self.columns)}); accuracy in %"
+            f"({', '.join(self.columns)}); accuracy in % {self._interval_note()}"
         )
 
+    def _interval_note(self) -> str:
+        """Which interval the cells show, and over what."""
+        settings = self.settings
+        seeds = f"mean ± sd over seeds {', '.join(map(str, self.seeds))}; " if self.seeds else ""
+        return (
+            f"({seeds}[{settings.level:.0%} interval: percentile bootstrap over the test rows, "
+            f"{settings.resamples} resamples, seed {settings.seed}])"
+        )
+
+    def _cell_text(self, row: int, column: str, metric: str) -> str:
+        """The cell as printed: value [interval], ``*`` when it differs from ``none``."""
+        text = self.scores(row, column).format(metric)
+        if (
+            column != "none"
+            and "none" in self.columns
+            and self.change(row, column, metric).significant
+        ):
+            text += "*"
+        return text
+
     def _display_table(self) -> display.Table:
-        """Accuracy per cell, coloured by its change against no intervention (when the
-        ``"none"`` column is there) or by the accuracy itself."""
-        header, rows = self.tabulate()
-        keys = len(header) - len(self.columns)
+        """Accuracy per cell with its interval, coloured by its change against no
+        intervention (when the ``"none"`` column is there) or by the accuracy itself."""
+        keys = list(self.rows[0]) if self.rows else []
+        header = [*keys, *self.columns]
+        rows = [
+            [*row.values(), *(self._cell_text(i, c, "accuracy") for c in self.columns)]
+            for i, row in enumerate(self.rows)
+        ]
+        blank = [None] * len(keys)
         if "none" in self.columns:
-            heat = [[None] * keys + list(r) for r in self.delta()]
-            legend = "cells: accuracy; colour: change vs no intervention, blue < 0 < red"
-            return display.Table(
-                header, rows, heat=heat, diverging=True, legend=legend, label_columns=keys
+            heat = [blank + list(r) for r in self.delta()]
+            legend = (
+                "cells: accuracy [interval]; * differs from none (paired bootstrap over the "
+                "same test rows); colour: change vs no intervention, blue < 0 < red"
             )
-        heat = display.numeric_heat(rows, first_column=keys)
-        return display.Table(header, rows, heat=heat, legend="colour: accuracy", label_columns=keys)
+            return display.Table(
+                header, rows, heat=heat, diverging=True, legend=legend, label_columns=len(keys)
+            )
+        heat = [blank + list(r) for r in self.values()]
+        return display.Table(
+            header, rows, heat=heat, legend="colour: accuracy", label_columns=len(keys)
+        )
+
+    def _hover(self, metric: str, delta: bool) -> list[list[str]]:
+        """Hover text per cell: the value with its interval, and the paired change."""
+        grid = []
+        for i in range(len(self.rows)):
+            line = []
+            for column in self.columns:
+                text = f"{metric}: {self.scores(i, column).format(metric, '.2f')}"
+                if delta and "none" in self.columns and column != "none":
+                    test = self.change(i, column, metric)
+                    text += (
+                        f"<br>change vs none: {test.difference.format('+.2f')}"
+                        f"<br>p = {test.p_value:.3g} ({test.test})"
+                    )
+                line.append(text)
+            grid.append(line)
+        return grid
 
     def plot(self, metric: str = "accuracy", *, delta: bool = True) -> Any:
-        """Heatmap of each cell (or its change against no intervention)."""
+        """Heatmap of each cell (or its change against no intervention); the hover text
+        holds each cell's interval and its paired test against ``none``."""
         from lsn_mech.plots.heatmap import heatmap
 
         name = metric.replace("_", "-")
-        return heatmap(
+        figure = heatmap(
             self.delta(metric) if delta else self.values(metric),
             self.row_labels(),
             self.columns,
@@ -208,15 +358,119 @@ class TransferTable(Result):
             text_format=".1f",
             diverging=delta,
         )
+        figure.update_traces(
+            customdata=self._hover(metric, delta),
+            hovertemplate="row=%{y}<br>intervention=%{x}<br>%{customdata}<extra></extra>",
+        )
+        return figure
+
+    def plot_intervals(self, metric: str = "accuracy", *, delta: bool = False) -> Any:
+        """Bars with error bars: per row, one bar per intervention holding ``metric`` and
+        its interval, or (``delta=True``) its change against ``none`` with the paired
+        interval, so a bar whose error bar crosses 0 is no decided change."""
+        import plotly.graph_objects as go
+
+        labels = self.row_labels()
+        figure = go.Figure()
+        for column in self.columns:
+            if delta and column == "none":
+                continue
+            found = [
+                self.change(i, column, metric).difference
+                if delta
+                else self.interval(i, column, metric)
+                for i in range(len(self.rows))
+            ]
+            figure.add_trace(
+                go.Bar(
+                    x=labels,
+                    y=[e.value for e in found],
+                    name=column,
+                    error_y={
+                        "type": "data",
+                        "array": [e.high - e.value for e in found],
+                        "arrayminus": [e.value - e.low for e in found],
+                    },
+                    hovertext=[e.format(".2f") for e in found],
+                )
+            )
+        name = metric.replace("_", "-")
+        figure.update_layout(
+            barmode="group",
+            title=f"{self.provenance.method or 'transfer'}: {name}"
+            + (" change vs no intervention" if delta else "")
+            + f" with {self.settings.level:.0%} intervals",
+            xaxis={"title": "row"},
+            yaxis={"title": ("Δ " if delta else "") + name + (" (points)" if delta else " (%)")},
+            legend={"title": "intervention"},
+        )
+        return figure
 
     def __str__(self) -> str:
         header = ["row", *self.columns]
-        body = []
-        for label, acc, f1 in zip(
-            self.row_labels(), self.values(), self.values("macro_f1"), strict=True
-        ):
-            body.append([label, *(f"{a:.1f} ({f:.1f})" for a, f in zip(acc, f1, strict=True))])
-        return "accuracy (macro-F1)\n" + table(header, body)
+        lines = [f"accuracy (macro-F1) in % {self._interval_note()}"]
+        for metric in ("accuracy", "macro_f1"):
+            body = [
+                [label, *(self._cell_text(i, c, metric) for c in self.columns)]
+                for i, label in enumerate(self.row_labels())
+            ]
+            lines.append(f"{metric.replace('_', '-')}:\n" + table(header, body))
+        if "none" in self.columns and len(self.columns) > 1:
+            lines.append(
+                "* differs from none at the interval's level: paired bootstrap over the same "
+                "test rows, two-sided (TransferTable.change)"
+            )
+        return "\n".join(lines)
+
+
+def _sd(scores: ClassificationScores, metric: str) -> float:
+    summary = scores.seed_summary(metric)
+    return summary.sd if summary is not None else math.nan
+
+
+def pool_seeds(
+    tables: Mapping[int, TransferTable], *, settings: intervals.Bootstrap | None = None
+) -> TransferTable:
+    """One table from tables of the same rows and columns, each from classifiers trained
+    with one seed: every cell pooled (`pooled_scores`: the mean over seeds, mean ± sd and
+    per-seed values in ``per_seed``, the interval over the test rows). ``training`` keys
+    gain `` seed <s>``; ``settings`` default to the first table's."""
+    if not tables:
+        raise TransferExperimentError("pool_seeds needs at least one seed's table.")
+    first = next(iter(tables.values()))
+    chosen = settings or first.settings
+    for seed, other in tables.items():
+        if other.rows != first.rows or other.columns != first.columns:
+            raise TransferExperimentError(
+                f"The table of seed {seed} has other rows or columns than the first; pool "
+                "tables of the same experiment run with different seeds only."
+            )
+    cells = [
+        {
+            column: pooled_scores(
+                {seed: t.scores(i, column) for seed, t in tables.items()}, settings=chosen
+            ).to_dict()
+            for column in first.columns
+        }
+        for i in range(len(first.rows))
+    ]
+    training = {
+        f"{key} seed {seed}": summary
+        for seed, t in tables.items()
+        for key, summary in t.training.items()
+    }
+    parameters = {
+        **first.provenance.parameters,
+        "intervals": chosen.to_dict(),
+        "seeds": [int(s) for s in tables],
+    }
+    return TransferTable(
+        rows=[dict(r) for r in first.rows],
+        columns=list(first.columns),
+        cells=cells,
+        training=training,
+        provenance=dataclasses.replace(first.provenance, parameters=parameters),
+    )
 
 
 def _check_languages(task: ClassificationTask, languages: Sequence[str] | None) -> list[str]:
@@ -254,14 +508,19 @@ def _evaluate_row(
     *,
     batch_size: int,
     baseline: ClassificationScores | None,
+    settings: intervals.Bootstrap,
 ) -> dict[str, dict[str, Any]]:
     cells: dict[str, dict[str, Any]] = {}
     for name, context in contexts.items():
         if all(spec.kind == "none" for spec in context.specs):
-            scores = baseline or evaluate_classifier(classifier, rows, batch_size=batch_size)
+            scores = baseline or evaluate_classifier(
+                classifier, rows, batch_size=batch_size, settings=settings
+            )
         else:
             with context:
-                scores = evaluate_classifier(classifier, rows, batch_size=batch_size)
+                scores = evaluate_classifier(
+                    classifier, rows, batch_size=batch_size, settings=settings
+                )
         cells[name] = scores.to_dict()
     return cells
 
@@ -280,6 +539,7 @@ def _intervention_rows(
     estimate: Estimate,
     batch_size: int,
     bar: Any,
+    settings: intervals.Bootstrap,
 ) -> tuple[list[dict[str, str]], list[dict[str, dict[str, Any]]]]:
     rows, cells = [], []
     parsed = {name: _parse(name) for name in interventions}
@@ -304,7 +564,7 @@ def _intervention_rows(
             for detector, sets in neurons.items()
         }
         baseline = (
-            evaluate_classifier(classifier, test, batch_size=batch_size)
+            evaluate_classifier(classifier, test, batch_size=batch_size, settings=settings)
             if "none" in interventions
             else None
         )
@@ -317,6 +577,7 @@ def _intervention_rows(
                     contexts[detector],
                     batch_size=batch_size,
                     baseline=baseline,
+                    settings=settings,
                 )
             )
             rows.append({"setup": setup, "detector": detector, "language": language})
@@ -337,6 +598,7 @@ def intervention_table(
     estimate: Estimate = "histogram",
     batch_size: int = 16,
     progress: bool = True,
+    settings: intervals.Bootstrap = intervals.DEFAULT,
 ) -> TransferTable:
     """Tables 1/4: target-language accuracy with that language's neurons set to each value.
 
@@ -352,6 +614,8 @@ def intervention_table(
         read_site: where the statistics are read (default ``site``).
         estimate: ``"histogram"`` percentiles (bounded error) or the reference code's
             ``"batch_mean"`` (biased; needs a `BatchQuantileAccumulator`).
+        settings: resamples, level and seed of the cells' bootstrap intervals over the
+            test rows and of `TransferTable.change`'s paired tests.
     """
     chosen = _check_languages(task, languages)
     _check_neurons(neurons, chosen, stats)
@@ -369,6 +633,7 @@ def intervention_table(
         estimate=estimate,
         batch_size=batch_size,
         bar=bar,
+        settings=settings,
     )
     bar.close()
     return TransferTable(
@@ -376,7 +641,9 @@ def intervention_table(
         columns=list(interventions),
         cells=cells,
         training={classifier.setup or "base": _training_summary(classifier)},
-        provenance=_provenance(task, "intervention_table", interventions, site, read_site),
+        provenance=_provenance(
+            task, "intervention_table", interventions, site, read_site, settings
+        ),
     )
 
 
@@ -433,6 +700,8 @@ def finetuning_table(
     progress: bool = True,
     report_to: str = "none",
     run_dir: str | os.PathLike[str] = "runs",
+    seeds: Sequence[int] | None = None,
+    settings: intervals.Bootstrap = intervals.DEFAULT,
 ) -> TransferTable:
     """Tables 3/7/8: finetune with masked LoRA on each setup's neurons, then intervene.
 
@@ -443,6 +712,13 @@ def finetuning_table(
     `intervention_table`) to reuse instead of training it again. ``report_to`` /
     ``run_dir``: each classifier trained here reports as ``run_dir/classifier_<setup>``
     (``classifier_target-vi`` for a per-target setup; see `finetune_classifier`).
+
+    ``seeds``: train every classifier once per seed (the training order, the head's
+    initialisation and the ``"random"`` setup's neurons all follow it; ``base`` stands
+    for the run of ``seed`` when that is among them) and pool the cells with
+    `pool_seeds`: mean ± sd over seeds, the per-seed values, and the interval over the
+    test rows; runs then report under ``run_dir/seed_<s>``. ``settings``: resamples,
+    level and seed of the intervals and paired tests.
     """
     chosen = _check_languages(task, languages)
     _check_neurons({detector: neurons}, [task.source, *chosen], stats)
@@ -452,6 +728,80 @@ def finetuning_table(
             raise TransferExperimentError(
                 f"Unknown setup {setup!r}; choose from {', '.join(SETUPS)}."
             )
+    options = {
+        "detector": detector,
+        "setups": setups,
+        "interventions": interventions,
+        "languages": chosen,
+        "site": site,
+        "read_site": read_site,
+        "estimate": estimate,
+        "batch_size": batch_size,
+        "progress": progress,
+        "report_to": report_to,
+        "settings": settings,
+    }
+    if seeds is None:
+        return _finetuning_run(
+            model,
+            task,
+            neurons,
+            stats,
+            config=config,
+            base=base,
+            seed=seed,
+            run_dir=run_dir,
+            **options,
+        )
+    chosen_seeds = [int(s) for s in seeds]
+    if not chosen_seeds or len(set(chosen_seeds)) != len(chosen_seeds):
+        raise TransferExperimentError(
+            f"seeds {list(seeds)} must name at least one seed, each once; e.g. seeds=[0, 1, 2]."
+        )
+    if base is not None and seed not in chosen_seeds:
+        base.release()
+        base = None
+    tables = {
+        s: _finetuning_run(
+            model,
+            task,
+            neurons,
+            stats,
+            config=dataclasses.replace(config or ClassifierConfig(), seed=s),
+            base=base if s == seed else None,
+            seed=s,
+            run_dir=os.path.join(run_dir, f"seed_{s}"),
+            **options,
+        )
+        for s in chosen_seeds
+    }
+    return pool_seeds(tables, settings=settings)
+
+
+def _finetuning_run(
+    model: Any,
+    task: ClassificationTask,
+    neurons: LanguageNeurons,
+    stats: ActivationStats,
+    *,
+    detector: str,
+    setups: Sequence[str],
+    interventions: Sequence[str],
+    languages: list[str],
+    config: ClassifierConfig | None,
+    site: str,
+    read_site: str | None,
+    estimate: Estimate,
+    base: TransferClassifier | None,
+    seed: int,
+    batch_size: int,
+    progress: bool,
+    report_to: str,
+    run_dir: str | os.PathLike[str],
+    settings: intervals.Bootstrap,
+) -> TransferTable:
+    """`finetuning_table` with one training seed (``seed``; ``config.seed`` trains)."""
+    chosen = languages
     rows: list[dict[str, str]] = []
     cells: list[dict[str, dict[str, Any]]] = []
     training: dict[str, dict[str, Any]] = {}
@@ -492,6 +842,7 @@ def finetuning_table(
                 estimate=estimate,
                 batch_size=batch_size,
                 bar=bar,
+                settings=settings,
             )
             rows += more_rows
             cells += more_cells
@@ -507,7 +858,7 @@ def finetuning_table(
         columns=list(interventions),
         cells=cells,
         training=training,
-        provenance=_provenance(task, "finetuning_table", interventions, site, read_site),
+        provenance=_provenance(task, "finetuning_table", interventions, site, read_site, settings),
     )
 
 
@@ -517,6 +868,7 @@ def _provenance(
     interventions: Sequence[str],
     site: str,
     read_site: str | None,
+    settings: intervals.Bootstrap,
 ) -> Provenance:
     return Provenance(
         corpus=task.name,
@@ -527,5 +879,6 @@ def _provenance(
             "site": site,
             "read_site": read_site or site,
             "task": canonical(task.metadata),
+            "intervals": settings.to_dict(),
         },
     )

@@ -186,6 +186,11 @@ TRANSFER_HELP = {
     "eval_batch_size": "verses per evaluation batch",
     "report_to": "report each classifier's loss, learning rate and throughput to TensorBoard "
     "or W&B, under OUTPUT/runs",
+    "seeds": "train every classifier once per seed and report mean ± sd and per-seed values "
+    "(empty: one run with --seed)",
+    "resamples": "bootstrap resamples of the test rows behind every interval and paired test",
+    "confidence": "level of every interval and paired test (0.95: 95 %)",
+    "bootstrap_seed": "seed of the bootstrap resampling",
 }
 
 DASHBOARD_HELP = {

@@ -43,6 +43,10 @@ class TransferConfig:
     registry name in ``detectors``, the first also used for finetuning; AdamW with weight
     decay 0.1, clipping 10, 1 % warm-up, batch 8, 2 epochs); the data sizes are sized for
     2 CPU cores (measured times in docs/transfer.md).
+
+    ``seeds`` (empty: one run with ``seed``) trains every classifier once per seed and
+    reports mean ± sd over them with the per-seed values; ``resamples``, ``confidence``
+    and ``bootstrap_seed`` set the bootstrap of every interval and paired test.
     """
 
     model: str = "gemma-3-270m"
@@ -71,6 +75,10 @@ class TransferConfig:
     device: str | None = None
     dtype: str | None = None
     report_to: str = "none"
+    seeds: tuple[int, ...] = ()
+    resamples: int = 1000
+    confidence: float = 0.95
+    bootstrap_seed: int = 0
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
@@ -78,6 +86,7 @@ class TransferConfig:
             setattr(self, name, tuple(getattr(self, name)))
         self.finetune_targets = tuple(self.finetune_targets)
         self.ppl_values = tuple(self.ppl_values)
+        self.seeds = tuple(self.seeds)
 
     def check(self) -> None:
         """Raise `TransferConfigError` for settings that cannot work together."""
@@ -94,6 +103,16 @@ class TransferConfig:
             raise TransferConfigError(
                 f"finetune_targets {stray} are not among targets {list(self.targets)}."
             )
+
+    def bootstrap(self) -> Any:
+        """The `lsn_mech.intervals.Bootstrap` of every interval and paired test."""
+        from lsn_mech.intervals import Bootstrap
+
+        return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
+
+    def training_seeds(self) -> tuple[int, ...]:
+        """The seeds every classifier is trained with: ``seeds``, or ``(seed,)``."""
+        return self.seeds or (self.seed,)
 
     def detector_labels(self) -> list[str]:
         """The detectors' names for tables and plots, e.g. ``["LAPE", "Act-Prob-90p"]``."""
@@ -166,7 +185,7 @@ def run_transfer(
     from lsn_mech.corpora.genre import bible_genre_task
     from lsn_mech.experiments.deactivation_values import deactivation_value_ppl
     from lsn_mech.experiments.method_overlap import method_overlap
-    from lsn_mech.experiments.transfer import finetuning_table, intervention_table
+    from lsn_mech.experiments.transfer import finetuning_table, intervention_table, pool_seeds
     from lsn_mech.pipelines.transfer_report import write_transfer_report
     from lsn_mech.stats import MomentAccumulator, QuantileAccumulator, collect_stats
     from lsn_mech.training.classifier import finetune_classifier
@@ -227,29 +246,37 @@ def run_transfer(
         for name, result in ppl.items():
             result.save(output / f"deactivation_ppl_{name}.json")
     classifier_config = config.classifier_config()
+    settings = config.bootstrap()
+    seeds = config.training_seeds()
     with stage("source classifier + test-time interventions (Tables 1/4)"):
-        classifier = finetune_classifier(
-            model,
-            task,
-            config=classifier_config,
-            setup="none",
-            progress=progress,
-            report_to=config.report_to,
-            run_dir=output / "runs",
-        )
-        table = intervention_table(
-            classifier,
-            task,
-            neurons,
-            stats,
-            interventions=config.interventions,
-            read_site=config.read_site,
-            batch_size=config.eval_batch_size,
-            progress=progress,
-        )
+        tables, classifier = {}, None
+        for seed in seeds:
+            trained = finetune_classifier(
+                model,
+                task,
+                config=dataclasses.replace(classifier_config, seed=seed),
+                setup="none",
+                progress=progress,
+                report_to=config.report_to,
+                run_dir=output / "runs" if not config.seeds else output / "runs" / f"seed_{seed}",
+            )
+            tables[seed] = intervention_table(
+                trained,
+                task,
+                neurons,
+                stats,
+                interventions=config.interventions,
+                read_site=config.read_site,
+                batch_size=config.eval_batch_size,
+                progress=progress,
+                settings=settings,
+            )
+            trained.release()
+            if seed == seeds[0]:
+                classifier = trained  # saved, and reused as the finetuning's "none"
+        table = pool_seeds(tables, settings=settings) if config.seeds else tables[seeds[0]]
         table.save(output / "interventions.json")
         table.to_csv(output / "interventions_accuracy.csv")
-        classifier.release()
         classifier.save(output / "classifier_none")
     finetuning = None
     if config.setups:
@@ -266,11 +293,13 @@ def run_transfer(
                 config=classifier_config,
                 read_site=config.read_site,
                 base=classifier,
-                seed=config.seed,
+                seed=seeds[0],
                 batch_size=config.eval_batch_size,
                 progress=progress,
                 report_to=config.report_to,
                 run_dir=output / "runs",
+                seeds=config.seeds or None,
+                settings=settings,
             )
             finetuning.save(output / "finetuning.json")
             finetuning.to_csv(output / "finetuning_accuracy.csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from lsn_mech.files import atomic_write_text
@@ -22,9 +23,17 @@ def _draw(report: Any) -> dict[str, Any]:
     for name, result in report.ppl.items():
         drawn[f"deactivation_ppl_{name}"] = result.plot()
     drawn["interventions"] = report.interventions.plot()
+    drawn["interventions_intervals"] = _interval_plot(report.interventions)
     if report.finetuning is not None:
         drawn["finetuning"] = report.finetuning.plot()
+        drawn["finetuning_intervals"] = _interval_plot(report.finetuning)
     return drawn
+
+
+def _interval_plot(result: Any) -> Any:
+    """Changes against no intervention with their paired intervals (or, without a
+    ``"none"`` column, the accuracies with theirs)."""
+    return result.plot_intervals("accuracy", delta="none" in result.columns)
 
 
 def _block(text: Any) -> str:
@@ -43,21 +52,111 @@ def _task_section(task: Any) -> list[str]:
     ]
 
 
+def _test_note(result: Any) -> str:
+    """The test behind every decision line, with its settings."""
+    settings = result.settings
+    pooled = (
+        f" Cells are the mean over seeds {', '.join(map(str, result.seeds))} (± their sd); "
+        "the intervals and tests resample the test rows with every seed's prediction of a "
+        "row kept together, so the sd, not the interval, shows training's spread."
+        if result.seeds
+        else ""
+    )
+    return (
+        f"Intervals: {settings.level:.0%} percentile bootstrap over the test rows "
+        f"({settings.resamples} resamples, seed {settings.seed}). An intervention *changes "
+        "accuracy* when the interval of its change against no intervention excludes 0: "
+        "paired bootstrap over the same test rows, two-sided (p-value of no change "
+        f"alongside; `TransferTable.change`).{pooled}\n"
+    )
+
+
+def _decision(test: Any) -> str:
+    if math.isnan(test.p_value):
+        return "not tested (no per-row predictions)"
+    if not test.significant:
+        return "no decided change"
+    return "raises accuracy" if test.difference.value > 0 else "lowers accuracy"
+
+
 def _delta_lines(result: Any) -> list[str]:
-    """One line per row: how far the best and worst intervention move accuracy."""
-    lines = []
-    deltas = result.delta("accuracy")
-    for label, row in zip(result.row_labels(), deltas, strict=True):
-        named = dict(zip(result.columns, row, strict=True))
-        named.pop("none", None)
-        if named:
-            best = max(named, key=named.get)
-            worst = min(named, key=named.get)
-            lines.append(
-                f"- {label}: best {best} {named[best]:+.1f}, worst {worst} {named[worst]:+.1f} "
-                "accuracy points vs no intervention"
+    """Per row and intervention: the change in accuracy against no intervention with its
+    paired interval, p-value and decision; then how many changes are decided."""
+    if "none" not in result.columns:
+        return []
+    rows, decided, tested = [], 0, 0
+    for i, label in enumerate(result.row_labels()):
+        for column in result.columns:
+            if column == "none":
+                continue
+            test = result.change(i, column)
+            verdict = _decision(test)
+            tested += 1
+            decided += verdict in ("raises accuracy", "lowers accuracy")
+            p_value = "–" if math.isnan(test.p_value) else f"{test.p_value:.3g}"
+            rows.append([label, column, test.difference.format("+.1f"), p_value, verdict])
+    header = ["row", "intervention", "Δ accuracy (points) [interval]", "p", "decision"]
+    return [
+        _test_note(result),
+        _block(table(header, rows)),
+        f"{decided} of {tested} interventions change accuracy at the "
+        f"{result.settings.level:.0%} level (paired bootstrap over the same test rows).\n",
+    ]
+
+
+def _setup_lines(result: Any) -> list[str]:
+    """Each finetuning setup against plain finetuning (setup "none") on the same target,
+    without test-time intervention: does finetuning on language neurons help?"""
+    column = "none" if "none" in result.columns else result.columns[0]
+    rows = []
+    for i, row in enumerate(result.rows):
+        if row.get("setup") == "none":
+            continue
+        try:
+            reference = result.find(
+                setup="none", detector=row.get("detector"), language=row.get("language")
             )
-    return lines
+        except KeyError:
+            continue
+        test = result.compare(i, reference, column)
+        p_value = "–" if math.isnan(test.p_value) else f"{test.p_value:.3g}"
+        label = f"{row.get('setup')} / {row.get('language')}"
+        rows.append([label, test.difference.format("+.1f"), p_value, _decision(test)])
+    if not rows:
+        return []
+    header = ["setup / target", "Δ accuracy vs setup none [interval]", "p", "decision"]
+    return [
+        f"Setups against plain finetuning (setup none), intervention {column!r}: paired "
+        "bootstrap over the same test rows, two-sided.\n",
+        _block(table(header, rows)),
+    ]
+
+
+def _transfer_lines(result: Any, labels: int) -> list[str]:
+    """Whether zero-shot transfer happens: each target's accuracy without intervention
+    against chance, decided by the interval's lower bound."""
+    if "none" not in result.columns or not labels:
+        return []
+    chance = 100 / labels
+    rows, seen = [], set()
+    for i, row in enumerate(result.rows):
+        language = row.get("language")
+        if language in seen:
+            continue  # the no-intervention cell is the same for every detector
+        seen.add(language)
+        estimate = result.interval(i, "none")
+        ratio = estimate.low / chance if estimate.has_interval else math.nan
+        verdict = "above chance" if estimate.above(chance) else "not above chance"
+        if estimate.has_interval and ratio >= 1.5:
+            verdict += " (lower bound ≥ 1.5× chance)"
+        rows.append([language, estimate.format(".1f"), f"{ratio:.2f}", verdict])
+    header = ["target", "accuracy % [interval]", "lower bound / chance", "decision"]
+    return [
+        f"Zero-shot transfer: chance is {chance:.1f} % ({labels} labels); a target transfers "
+        "when its accuracy's whole interval lies above chance (percentile bootstrap over "
+        "the test rows).\n",
+        _block(table(header, rows)),
+    ]
 
 
 def write_transfer_report(report: Any, config: dict[str, Any]) -> None:
@@ -87,12 +186,16 @@ def write_transfer_report(report: Any, config: dict[str, Any]) -> None:
         caption = f"PPL with {name} neurons deactivated"
         lines.append(figure_markdown(saved[f"deactivation_ppl_{name}"], caption) + "\n")
     lines.append("## Test-time interventions (Tables 1/4)\n")
+    lines += _transfer_lines(report.interventions, len(report.task.labels))
     lines.append(_block(report.interventions))
     lines += _delta_lines(report.interventions)
     lines.append("\n" + figure_markdown(saved["interventions"], "Accuracy per intervention") + "\n")
+    caption = "Change per intervention with paired intervals"
+    lines.append(figure_markdown(saved["interventions_intervals"], caption) + "\n")
     if report.finetuning is not None:
         lines.append("## Masked-LoRA finetuning setups (Tables 3/7/8)\n")
         lines.append(_block(report.finetuning))
+        lines += _setup_lines(report.finetuning)
         lines += _delta_lines(report.finetuning)
         training = [
             [key, v["steps"], v["trainable_parameters"], v["mlp_neurons"], v["last_loss"]]
@@ -101,6 +204,8 @@ def write_transfer_report(report: Any, config: dict[str, Any]) -> None:
         header = ["finetune", "steps", "trainable", "MLP neurons", "last loss"]
         lines.append("\n" + _block(table(header, training)))
         lines.append(figure_markdown(saved["finetuning"], "Accuracy per finetuning setup") + "\n")
+        caption = "Finetuning setups: change per intervention with paired intervals"
+        lines.append(figure_markdown(saved["finetuning_intervals"], caption) + "\n")
     lines.append("## Seconds per stage\n")
     lines.append(_block(table(["stage", "seconds"], list(report.seconds.items()), digits=1)))
     write_report_html(atomic_write_text(report.report_path, "\n".join(lines)))

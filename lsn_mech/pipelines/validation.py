@@ -113,6 +113,19 @@ def seed() -> Rule:
     return Rule("an integer in [0, 2**63)", lambda v: _is_int(v) and 0 <= v < 2**63)
 
 
+def seed_list() -> Rule:
+    """Training seeds, each once (empty: the job's single ``seed``)."""
+    return Rule(
+        "integers in [0, 2**63), each once, e.g. 0 1 2",
+        lambda v: all(seed().accepts(s) for s in v) and len(set(v)) == len(v),
+    )
+
+
+def level() -> Rule:
+    """A confidence level strictly between 0 and 1."""
+    return Rule("a number in (0, 1), e.g. 0.95", lambda v: _is_number(v) and 0 < v < 1)
+
+
 def choice(*allowed: Any) -> Rule:
     """One of ``allowed``."""
     return Rule(f"one of {', '.join(map(str, allowed))}", lambda v: v in allowed)
@@ -337,6 +350,11 @@ FIELD_RULES: dict[str, Rule] = {
     "max_neurons": count(1),
     # reporting
     "report_to": choice("none", "tensorboard", "wandb"),
+    # intervals and seeds (lsn_mech.intervals)
+    "seeds": seed_list(),
+    "resamples": count(1),
+    "confidence": level(),
+    "bootstrap_seed": seed(),
 }
 """Field name → what its value must be, the same in every job."""
 
