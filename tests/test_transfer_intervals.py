@@ -57,9 +57,9 @@ def true_macro_f1() -> float:
     return float((2 * tp / (predicted + PRIOR)).mean()) * 100
 
 
-def scores_of(n: int, seed: int, settings: Bootstrap = intervals.DEFAULT) -> ClassificationScores:
+def scores_of(n: int, seed: int, bootstrap: Bootstrap = intervals.DEFAULT) -> ClassificationScores:
     predictions, gold = draw(n, torch.Generator().manual_seed(seed))
-    return classification_scores(predictions, gold, LABELS, settings=settings)
+    return classification_scores(predictions, gold, LABELS, bootstrap=bootstrap)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -134,9 +134,9 @@ def test_paired_change_covers_the_true_change_and_decides_it() -> None:
         flip = torch.rand(400, generator=generator)
         after = torch.where(right, flip >= 0.1, flip < 0.05)
         cheap = Bootstrap(resamples=1)  # only the paired test's resamples matter here
-        a = classification_scores((~right).long(), gold, 2, settings=cheap)
-        b = classification_scores((~after).long(), gold, 2, settings=cheap)
-        test = classification_change(b, a, settings=Bootstrap(resamples=400, seed=seed))
+        a = classification_scores((~right).long(), gold, 2, bootstrap=cheap)
+        b = classification_scores((~after).long(), gold, 2, bootstrap=cheap)
+        test = classification_change(b, a, bootstrap=Bootstrap(resamples=400, seed=seed))
         hits += test.difference.low <= -4.0 <= test.difference.high
         significant += test.significant
     assert 0.90 <= hits / seeds <= 0.985
@@ -181,7 +181,7 @@ def test_pooled_scores_mean_sd_and_per_seed_values() -> None:
 # ----------------------------------------------------------------------------- tables
 
 
-def synthetic_table(settings: Bootstrap = intervals.DEFAULT, seed: int = 0) -> TransferTable:
+def synthetic_table(bootstrap: Bootstrap = intervals.DEFAULT, seed: int = 0) -> TransferTable:
     """Two target rows on the same 300 test rows: "zero" breaks a third of the right
     answers (a real change), "p90" changes one row (no decided change)."""
     predictions, gold = draw(300, torch.Generator().manual_seed(seed))
@@ -191,19 +191,19 @@ def synthetic_table(settings: Bootstrap = intervals.DEFAULT, seed: int = 0) -> T
     nudged[0] = (nudged[0] + 1) % LABELS
 
     def cell(p: torch.Tensor) -> dict:
-        return classification_scores(p, gold, LABELS, settings=settings).to_dict()
+        return classification_scores(p, gold, LABELS, bootstrap=bootstrap).to_dict()
 
     rows = [{"setup": s, "detector": "lape", "language": "vi"} for s in ("none", "target")]
     cells = [{"none": cell(predictions), "zero": cell(broken), "p90": cell(nudged)}] * 2
     provenance = Provenance(
-        method="intervention_table", parameters={"intervals": settings.to_dict()}
+        method="intervention_table", parameters={"intervals": bootstrap.to_dict()}
     )
     return TransferTable(rows, ["none", "zero", "p90"], cells, provenance=provenance)
 
 
 def test_table_cells_changes_and_files(tmp_path: Path) -> None:
     table = synthetic_table(Bootstrap(resamples=300, seed=2))
-    assert table.settings == Bootstrap(resamples=300, seed=2)
+    assert table.bootstrap == Bootstrap(resamples=300, seed=2)
     zero, p90 = table.change(0, "zero"), table.change(0, "p90")
     assert zero.significant and zero.difference.value < -10 and zero.p_value < 0.01
     assert not p90.significant and p90.difference.value == pytest.approx(
@@ -255,7 +255,7 @@ def test_old_tables_load_and_report_points_without_decisions(tmp_path: Path) -> 
     }
     (tmp_path / "old.json").write_text(json.dumps(old))
     table = TransferTable.load(tmp_path / "old.json")
-    assert table.settings == Bootstrap() and table.seeds == []
+    assert table.bootstrap == Bootstrap() and table.seeds == []
     test = table.change(0, "zero")
     assert test.difference.value == pytest.approx(-5.5) and math.isnan(test.p_value)
     assert not test.significant and "41.7" in str(table) and "*" not in str(table).split("\n")[2]
@@ -360,9 +360,9 @@ def test_finetuning_table_with_seeds_trains_and_pools_each_seed(tmp_path: Path) 
         seeds=(0, 1),
         progress=False,
         run_dir=tmp_path,
-        settings=Bootstrap(resamples=200),
+        bootstrap=Bootstrap(resamples=200),
     )
-    assert table.seeds == [0, 1] and table.settings == Bootstrap(resamples=200)
+    assert table.seeds == [0, 1] and table.bootstrap == Bootstrap(resamples=200)
     assert set(table.training) == {f"{k} seed {s}" for k in ("none", "random:vi") for s in (0, 1)}
     assert table.training["none seed 0"]["last_loss"] == base.record.losses[-1]
     assert table.scores(0, "none").predictions[0] == expected.predictions[0]
@@ -394,7 +394,7 @@ def test_transfer_job_with_seeds_pools_the_intervention_table(tmp_path: Path) ->
     )
     report = run_transfer(config, progress=False, log=lambda line: None)
     table = TransferTable.load(tmp_path / "run" / "interventions.json")
-    assert table.seeds == [0, 1] and table.settings == Bootstrap(resamples=100)
+    assert table.seeds == [0, 1] and table.bootstrap == Bootstrap(resamples=100)
     assert set(table.training) == {"none seed 0", "none seed 1"}
     text = report.report_path.read_text()
     assert "mean ± sd over seeds 0, 1" in text and "paired bootstrap over the same" in text

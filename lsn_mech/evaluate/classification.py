@@ -236,13 +236,13 @@ def _check_rows(predictions: Tensor, gold: Tensor, num_labels: int) -> None:
 
 
 def _score_runs(
-    runs: Tensor, gold: Tensor, num_labels: int, settings: Bootstrap, seeds: tuple[int, ...]
+    runs: Tensor, gold: Tensor, num_labels: int, bootstrap: Bootstrap, seeds: tuple[int, ...]
 ) -> ClassificationScores:
     """Scores of ``runs`` ``[runs, rows]`` against ``gold`` ``[rows]`` (rows resampled)."""
     _check_rows(runs, gold, num_labels)
     data = [runs.T.contiguous().long(), gold.long()]
-    accuracy = intervals.bootstrap(accuracy_of, data, settings)
-    macro_f1 = intervals.bootstrap(macro_f1_of(num_labels), data, settings)
+    accuracy = intervals.bootstrap(accuracy_of, data, bootstrap)
+    macro_f1 = intervals.bootstrap(macro_f1_of(num_labels), data, bootstrap)
     return ClassificationScores(
         accuracy=round(accuracy.value, 4),
         macro_f1=round(macro_f1.value, 4),
@@ -261,21 +261,21 @@ def classification_scores(
     gold: Int[Tensor, " m"],
     num_labels: int,
     *,
-    settings: Bootstrap = intervals.DEFAULT,
+    bootstrap: Bootstrap = intervals.DEFAULT,
 ) -> ClassificationScores:
     """Accuracy (micro) and macro-F1, in percent, of ``predictions`` against ``gold``, with
-    percentile-bootstrap intervals over the rows (``settings``: resamples, level, seed)."""
+    percentile-bootstrap intervals over the rows (``bootstrap``: resamples, level, seed)."""
     if predictions.ndim != 1:
         raise ClassificationInputError(
             f"predictions {tuple(predictions.shape)} and gold {tuple(gold.shape)} differ in "
             "shape; predict every row of the evaluated data set."
         )
     gold = gold.to("cpu")
-    return _score_runs(predictions.to("cpu").unsqueeze(0), gold, num_labels, settings, ())
+    return _score_runs(predictions.to("cpu").unsqueeze(0), gold, num_labels, bootstrap, ())
 
 
 def pooled_scores(
-    runs: Mapping[int, ClassificationScores], *, settings: Bootstrap = intervals.DEFAULT
+    runs: Mapping[int, ClassificationScores], *, bootstrap: Bootstrap = intervals.DEFAULT
 ) -> ClassificationScores:
     """Scores of classifiers trained with different seeds on the same test rows, pooled.
 
@@ -300,7 +300,7 @@ def pooled_scores(
         torch.stack(predictions),
         torch.tensor(first.gold),
         first.num_labels,
-        settings,
+        bootstrap,
         tuple(int(s) for s in runs),
     )
 
@@ -310,7 +310,7 @@ def classification_change(
     reference: ClassificationScores,
     metric: str = "accuracy",
     *,
-    settings: Bootstrap = intervals.DEFAULT,
+    bootstrap: Bootstrap = intervals.DEFAULT,
 ) -> PairedTest:
     """``scores − reference`` in percentage points of ``metric`` with its interval and the
     two-sided paired-bootstrap p-value: both are resampled with the same rows, which is
@@ -324,7 +324,7 @@ def classification_change(
         )
     statistic = _statistic(metric, max(scores.num_labels, reference.num_labels))
     test = intervals.paired_test(
-        statistic, [predictions, gold], [reference_predictions, gold], settings
+        statistic, [predictions, gold], [reference_predictions, gold], bootstrap
     )
     return PairedTest(test.difference, test.p_value, f"{test.test} over {len(gold)} test rows")
 
@@ -335,7 +335,7 @@ def evaluate_classifier(
     *,
     batch_size: int = 16,
     progress: bool = False,
-    settings: Bootstrap = intervals.DEFAULT,
+    bootstrap: Bootstrap = intervals.DEFAULT,
 ) -> ClassificationScores:
     """Score ``classifier.predict(rows)`` against ``rows["label"]``, with intervals.
 
@@ -344,4 +344,4 @@ def evaluate_classifier(
     """
     predictions = classifier.predict(rows, batch_size=batch_size, progress=progress)
     gold = torch.tensor([int(v) for v in rows["label"]])
-    return classification_scores(predictions, gold, len(classifier.labels), settings=settings)
+    return classification_scores(predictions, gold, len(classifier.labels), bootstrap=bootstrap)

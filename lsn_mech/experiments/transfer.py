@@ -124,7 +124,7 @@ class TransferTable(Result):
     and ``gold``; ``seeds`` and ``per_seed`` when pooled over seeds), so the table saves
     and reloads as JSON. Tables saved before intervals existed hold only ``accuracy``,
     ``macro_f1`` and ``n``: they still load, and report points without intervals.
-    The resampling settings are in ``provenance.parameters["intervals"]``.
+    The resampling bootstrap are in ``provenance.parameters["intervals"]``.
     """
 
     rows: list[dict[str, str]]
@@ -145,7 +145,7 @@ class TransferTable(Result):
         return self.scores(row, column).interval(metric)
 
     @property
-    def settings(self) -> intervals.Bootstrap:
+    def bootstrap(self) -> intervals.Bootstrap:
         """How the intervals and paired tests resample (from the provenance)."""
         return intervals.Bootstrap.from_dict(self.provenance.parameters.get("intervals"))
 
@@ -195,9 +195,9 @@ class TransferTable(Result):
         test several times); a cell replaced since is tested again."""
         cell_data = self.cells[at[0]][at[1]]
         reference_data = self.cells[reference_at[0]][reference_at[1]]
-        settings = self.settings
+        bootstrap = self.bootstrap
         cache = self.__dict__.setdefault("_tests", {})
-        key = (at, reference_at, metric, settings)
+        key = (at, reference_at, metric, bootstrap)
         if key in cache and cache[key][0] is cell_data and cache[key][1] is reference_data:
             return cache[key][2]
         cell = ClassificationScores.from_dict(cell_data)
@@ -208,7 +208,7 @@ class TransferTable(Result):
                 intervals.Estimate.point(value), math.nan, "none (no per-row predictions)"
             )
         else:
-            test = classification_change(cell, reference, metric, settings=settings)
+            test = classification_change(cell, reference, metric, bootstrap=bootstrap)
         cache[key] = (cell_data, reference_data, test)
         return test
 
@@ -281,11 +281,11 @@ class TransferTable(Result):
 
     def _interval_note(self) -> str:
         """Which interval the cells show, and over what."""
-        settings = self.settings
+        bootstrap = self.bootstrap
         seeds = f"mean ± sd over seeds {', '.join(map(str, self.seeds))}; " if self.seeds else ""
         return (
-            f"({seeds}[{settings.level:.0%} interval: percentile bootstrap over the test rows, "
-            f"{settings.resamples} resamples, seed {settings.seed}])"
+            f"({seeds}[{bootstrap.level:.0%} interval: percentile bootstrap over the test rows, "
+            f"{bootstrap.resamples} resamples, seed {bootstrap.seed}])"
         )
 
     def _cell_text(self, row: int, column: str, metric: str) -> str:
@@ -399,7 +399,7 @@ class TransferTable(Result):
             barmode="group",
             title=f"{self.provenance.method or 'transfer'}: {name}"
             + (" change vs no intervention" if delta else "")
-            + f" with {self.settings.level:.0%} intervals",
+            + f" with {self.bootstrap.level:.0%} intervals",
             xaxis={"title": "row"},
             yaxis={"title": ("Δ " if delta else "") + name + (" (points)" if delta else " (%)")},
             legend={"title": "intervention"},
@@ -429,16 +429,16 @@ def _sd(scores: ClassificationScores, metric: str) -> float:
 
 
 def pool_seeds(
-    tables: Mapping[int, TransferTable], *, settings: intervals.Bootstrap | None = None
+    tables: Mapping[int, TransferTable], *, bootstrap: intervals.Bootstrap | None = None
 ) -> TransferTable:
     """One table from tables of the same rows and columns, each from classifiers trained
     with one seed: every cell pooled (`pooled_scores`: the mean over seeds, mean ± sd and
     per-seed values in ``per_seed``, the interval over the test rows). ``training`` keys
-    gain `` seed <s>``; ``settings`` default to the first table's."""
+    gain `` seed <s>``; ``bootstrap`` defaults to the first table's."""
     if not tables:
         raise TransferExperimentError("pool_seeds needs at least one seed's table.")
     first = next(iter(tables.values()))
-    chosen = settings or first.settings
+    chosen = bootstrap or first.bootstrap
     for seed, other in tables.items():
         if other.rows != first.rows or other.columns != first.columns:
             raise TransferExperimentError(
@@ -448,7 +448,7 @@ def pool_seeds(
     cells = [
         {
             column: pooled_scores(
-                {seed: t.scores(i, column) for seed, t in tables.items()}, settings=chosen
+                {seed: t.scores(i, column) for seed, t in tables.items()}, bootstrap=chosen
             ).to_dict()
             for column in first.columns
         }
@@ -508,18 +508,18 @@ def _evaluate_row(
     *,
     batch_size: int,
     baseline: ClassificationScores | None,
-    settings: intervals.Bootstrap,
+    bootstrap: intervals.Bootstrap,
 ) -> dict[str, dict[str, Any]]:
     cells: dict[str, dict[str, Any]] = {}
     for name, context in contexts.items():
         if all(spec.kind == "none" for spec in context.specs):
             scores = baseline or evaluate_classifier(
-                classifier, rows, batch_size=batch_size, settings=settings
+                classifier, rows, batch_size=batch_size, bootstrap=bootstrap
             )
         else:
             with context:
                 scores = evaluate_classifier(
-                    classifier, rows, batch_size=batch_size, settings=settings
+                    classifier, rows, batch_size=batch_size, bootstrap=bootstrap
                 )
         cells[name] = scores.to_dict()
     return cells
@@ -539,7 +539,7 @@ def _intervention_rows(
     estimate: Estimate,
     batch_size: int,
     bar: Any,
-    settings: intervals.Bootstrap,
+    bootstrap: intervals.Bootstrap,
 ) -> tuple[list[dict[str, str]], list[dict[str, dict[str, Any]]]]:
     rows, cells = [], []
     parsed = {name: _parse(name) for name in interventions}
@@ -564,7 +564,7 @@ def _intervention_rows(
             for detector, sets in neurons.items()
         }
         baseline = (
-            evaluate_classifier(classifier, test, batch_size=batch_size, settings=settings)
+            evaluate_classifier(classifier, test, batch_size=batch_size, bootstrap=bootstrap)
             if "none" in interventions
             else None
         )
@@ -577,7 +577,7 @@ def _intervention_rows(
                     contexts[detector],
                     batch_size=batch_size,
                     baseline=baseline,
-                    settings=settings,
+                    bootstrap=bootstrap,
                 )
             )
             rows.append({"setup": setup, "detector": detector, "language": language})
@@ -598,7 +598,7 @@ def intervention_table(
     estimate: Estimate = "histogram",
     batch_size: int = 16,
     progress: bool = True,
-    settings: intervals.Bootstrap = intervals.DEFAULT,
+    bootstrap: intervals.Bootstrap = intervals.DEFAULT,
 ) -> TransferTable:
     """Tables 1/4: target-language accuracy with that language's neurons set to each value.
 
@@ -614,7 +614,7 @@ def intervention_table(
         read_site: where the statistics are read (default ``site``).
         estimate: ``"histogram"`` percentiles (bounded error) or the reference code's
             ``"batch_mean"`` (biased; needs a `BatchQuantileAccumulator`).
-        settings: resamples, level and seed of the cells' bootstrap intervals over the
+        bootstrap: resamples, level and seed of the cells' bootstrap intervals over the
             test rows and of `TransferTable.change`'s paired tests.
     """
     chosen = _check_languages(task, languages)
@@ -633,7 +633,7 @@ def intervention_table(
         estimate=estimate,
         batch_size=batch_size,
         bar=bar,
-        settings=settings,
+        bootstrap=bootstrap,
     )
     bar.close()
     return TransferTable(
@@ -642,7 +642,7 @@ def intervention_table(
         cells=cells,
         training={classifier.setup or "base": _training_summary(classifier)},
         provenance=_provenance(
-            task, "intervention_table", interventions, site, read_site, settings
+            task, "intervention_table", interventions, site, read_site, bootstrap
         ),
     )
 
@@ -701,7 +701,7 @@ def finetuning_table(
     report_to: str = "none",
     run_dir: str | os.PathLike[str] = "runs",
     seeds: Sequence[int] | None = None,
-    settings: intervals.Bootstrap = intervals.DEFAULT,
+    bootstrap: intervals.Bootstrap = intervals.DEFAULT,
 ) -> TransferTable:
     """Tables 3/7/8: finetune with masked LoRA on each setup's neurons, then intervene.
 
@@ -717,7 +717,7 @@ def finetuning_table(
     initialisation and the ``"random"`` setup's neurons all follow it; ``base`` stands
     for the run of ``seed`` when that is among them) and pool the cells with
     `pool_seeds`: mean ± sd over seeds, the per-seed values, and the interval over the
-    test rows; runs then report under ``run_dir/seed_<s>``. ``settings``: resamples,
+    test rows; runs then report under ``run_dir/seed_<s>``. ``bootstrap``: resamples,
     level and seed of the intervals and paired tests.
     """
     chosen = _check_languages(task, languages)
@@ -739,7 +739,7 @@ def finetuning_table(
         "batch_size": batch_size,
         "progress": progress,
         "report_to": report_to,
-        "settings": settings,
+        "bootstrap": bootstrap,
     }
     if seeds is None:
         return _finetuning_run(
@@ -775,7 +775,7 @@ def finetuning_table(
         )
         for s in chosen_seeds
     }
-    return pool_seeds(tables, settings=settings)
+    return pool_seeds(tables, bootstrap=bootstrap)
 
 
 def _finetuning_run(
@@ -798,7 +798,7 @@ def _finetuning_run(
     progress: bool,
     report_to: str,
     run_dir: str | os.PathLike[str],
-    settings: intervals.Bootstrap,
+    bootstrap: intervals.Bootstrap,
 ) -> TransferTable:
     """`finetuning_table` with one training seed (``seed``; ``config.seed`` trains)."""
     chosen = languages
@@ -842,7 +842,7 @@ def _finetuning_run(
                 estimate=estimate,
                 batch_size=batch_size,
                 bar=bar,
-                settings=settings,
+                bootstrap=bootstrap,
             )
             rows += more_rows
             cells += more_cells
@@ -858,7 +858,7 @@ def _finetuning_run(
         columns=list(interventions),
         cells=cells,
         training=training,
-        provenance=_provenance(task, "finetuning_table", interventions, site, read_site, settings),
+        provenance=_provenance(task, "finetuning_table", interventions, site, read_site, bootstrap),
     )
 
 
@@ -868,7 +868,7 @@ def _provenance(
     interventions: Sequence[str],
     site: str,
     read_site: str | None,
-    settings: intervals.Bootstrap,
+    bootstrap: intervals.Bootstrap,
 ) -> Provenance:
     return Provenance(
         corpus=task.name,
@@ -879,6 +879,6 @@ def _provenance(
             "site": site,
             "read_site": read_site or site,
             "task": canonical(task.metadata),
-            "intervals": settings.to_dict(),
+            "intervals": bootstrap.to_dict(),
         },
     )

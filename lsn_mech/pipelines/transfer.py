@@ -246,7 +246,7 @@ def run_transfer(
         for name, result in ppl.items():
             result.save(output / f"deactivation_ppl_{name}.json")
     classifier_config = config.classifier_config()
-    settings = config.bootstrap()
+    bootstrap = config.bootstrap()
     seeds = config.training_seeds()
     with stage("source classifier + test-time interventions (Tables 1/4)"):
         tables, classifier = {}, None
@@ -269,12 +269,12 @@ def run_transfer(
                 read_site=config.read_site,
                 batch_size=config.eval_batch_size,
                 progress=progress,
-                settings=settings,
+                bootstrap=bootstrap,
             )
             trained.release()
             if seed == seeds[0]:
                 classifier = trained  # saved, and reused as the finetuning's "none"
-        table = pool_seeds(tables, settings=settings) if config.seeds else tables[seeds[0]]
+        table = pool_seeds(tables, bootstrap=bootstrap) if config.seeds else tables[seeds[0]]
         table.save(output / "interventions.json")
         table.to_csv(output / "interventions_accuracy.csv")
         classifier.save(output / "classifier_none")
@@ -299,7 +299,7 @@ def run_transfer(
                 report_to=config.report_to,
                 run_dir=output / "runs",
                 seeds=config.seeds or None,
-                settings=settings,
+                bootstrap=bootstrap,
             )
             finetuning.save(output / "finetuning.json")
             finetuning.to_csv(output / "finetuning_accuracy.csv")

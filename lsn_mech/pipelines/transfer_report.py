@@ -54,7 +54,7 @@ def _task_section(task: Any) -> list[str]:
 
 def _test_note(result: Any) -> str:
     """The test behind every decision line, with its settings."""
-    settings = result.settings
+    bootstrap = result.bootstrap
     pooled = (
         f" Cells are the mean over seeds {', '.join(map(str, result.seeds))} (± their sd); "
         "the intervals and tests resample the test rows with every seed's prediction of a "
@@ -63,8 +63,8 @@ def _test_note(result: Any) -> str:
         else ""
     )
     return (
-        f"Intervals: {settings.level:.0%} percentile bootstrap over the test rows "
-        f"({settings.resamples} resamples, seed {settings.seed}). An intervention *changes "
+        f"Intervals: {bootstrap.level:.0%} percentile bootstrap over the test rows "
+        f"({bootstrap.resamples} resamples, seed {bootstrap.seed}). An intervention *changes "
         "accuracy* when the interval of its change against no intervention excludes 0: "
         "paired bootstrap over the same test rows, two-sided (p-value of no change "
         f"alongside; `TransferTable.change`).{pooled}\n"
@@ -100,7 +100,7 @@ def _delta_lines(result: Any) -> list[str]:
         _test_note(result),
         _block(table(header, rows)),
         f"{decided} of {tested} interventions change accuracy at the "
-        f"{result.settings.level:.0%} level (paired bootstrap over the same test rows).\n",
+        f"{result.bootstrap.level:.0%} level (paired bootstrap over the same test rows).\n",
     ]
 
 
