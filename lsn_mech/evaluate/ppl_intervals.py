@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -244,3 +245,23 @@ def matrix_resamples(
         )
         for j in range(len(base_nll))
     ]
+
+
+def estimate_grid(
+    columns: Sequence[ColumnResamples], kind: str = "ratio"
+) -> list[list[Estimate | None]]:
+    """``[condition][column]``: every condition's estimate in every column (``None``
+    where it was not evaluated)."""
+    conditions = len(columns[0].conditions) if columns else 0
+    return [[column.estimate(c, kind) for column in columns] for c in range(conditions)]
+
+
+def error_bars(estimates: Sequence[Estimate | None]) -> dict[str, Any]:
+    """Plotly ``error_y`` arrays (distance above and below each value; 0 without an
+    interval), for bar and line plots of estimates."""
+    above, below = [], []
+    for e in estimates:
+        has = e is not None and e.has_interval
+        above.append(e.high - e.value if has else 0.0)  # type: ignore[union-attr]
+        below.append(e.value - e.low if has else 0.0)  # type: ignore[union-attr]
+    return {"type": "data", "symmetric": False, "array": above, "arrayminus": below}
