@@ -270,3 +270,28 @@ def test_ppl_change_matrix_keeps_windows_and_pairs_its_rows(llama, texts) -> Non
     assert all(b.low < b.value < b.high for b in base)
     assert base[0].value == pytest.approx(matrix.base[0])
     assert set(matrix.dominance_tests()) == {"en", "fr"}
+
+
+def test_ppl_job_writes_bounds_with_its_settings(tmp_path: Path, texts) -> None:  # type: ignore[no-untyped-def]
+    from lsn_mech.pipelines.ppl import PplConfig, run_ppl
+
+    files = {}
+    for language in ("en", "fr"):
+        files[language] = str(tmp_path / f"{language}.txt")
+        Path(files[language]).write_text("\n".join(texts[language] * 5) + "\n")
+    config = PplConfig(
+        model="tiny-llama",
+        languages=("en", "fr"),
+        text_files=files,
+        split="train",
+        max_tokens=96,
+        window=32,
+        output=tmp_path / "out",
+        resamples=300,
+        confidence=0.9,
+    )
+    report = run_ppl(config, progress=False, log=lambda _: None)
+    table = json.loads((tmp_path / "out" / "perplexity.json").read_text())
+    en = report.perplexities["en"]  # type: ignore[index]
+    assert table["en"]["windows"] == en.windows >= 3 and table["en"]["level"] == 0.9
+    assert table["en"]["ppl_low"] == en.low < table["en"]["ppl"] < table["en"]["ppl_high"]

@@ -83,6 +83,9 @@ BAD: dict[str, list[Any]] = {
     "context": [-1, 1.5],
     "max_neurons": [0],
     "report_to": ["bogus", "TensorBoard", ""],
+    "resamples": [0, -1, 1.5],
+    "confidence": [0, 1, 95, math.nan],
+    "bootstrap_seed": [-1, 2**63],
 }
 """Field → values its rule must refuse (out of range, malformed, wrong type)."""
 

@@ -265,3 +265,11 @@ def error_bars(estimates: Sequence[Estimate | None]) -> dict[str, Any]:
         above.append(e.high - e.value if has else 0.0)  # type: ignore[union-attr]
         below.append(e.value - e.low if has else 0.0)  # type: ignore[union-attr]
     return {"type": "data", "symmetric": False, "array": above, "arrayminus": below}
+
+
+def bounds_text(estimate: Estimate, spec: str = ".2f") -> str:
+    """``" [low, high]"`` to print after a value (the tables keep their old value text and
+    add the interval behind it), or nothing without an interval."""
+    if not estimate.has_interval:
+        return ""
+    return f" [{estimate.low:{spec}}, {estimate.high:{spec}}]"

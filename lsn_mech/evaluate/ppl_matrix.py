@@ -22,6 +22,7 @@ from lsn_mech.evaluate.perplexity import Perplexity, perplexity
 from lsn_mech.evaluate.ppl_intervals import (
     ColumnResamples,
     beats_test,
+    bounds_text,
     column_resamples,
     column_settings,
     dominance_test,
@@ -358,7 +359,7 @@ class PPLChangeMatrix(Result):
         ratios = self.estimates("ratio")
         base = [b.format(".2f") for b in self.base_estimates()]
         cells = [
-            [f"{p:.2f} {r.format('.2f', '×')}" for p, r in zip(row, ratio_row)]
+            [f"{p:.2f} (x{r.value:.2f}){bounds_text(r)}" for p, r in zip(row, ratio_row)]
             for row, ratio_row in zip(self.ppl, ratios)
         ]
         cell = max([18, *(len(c) + 2 for c in base), *(len(c) + 2 for r in cells for c in r)])

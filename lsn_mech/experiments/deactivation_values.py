@@ -25,7 +25,12 @@ from lsn_mech import display
 from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, StatisticsMismatchError
 from lsn_mech.evaluate.perplexity import perplexity
-from lsn_mech.evaluate.ppl_intervals import ColumnResamples, error_bars, matrix_resamples
+from lsn_mech.evaluate.ppl_intervals import (
+    ColumnResamples,
+    bounds_text,
+    error_bars,
+    matrix_resamples,
+)
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view, window_perplexities
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
 from lsn_mech.intervals import DEFAULT, Bootstrap, interval_header
@@ -350,9 +355,10 @@ class DeactivationValuePPL(Result):
         header = ["language", "neurons", "base PPL", *self.values]
         rows: list[list[Any]] = []
         for i, (lang, n) in enumerate(zip(self.languages, self.n_neurons)):
+            ratios = [own_ratio[v][i] for v in range(len(self.values))]
             cells = [
-                f"{own_delta[v][i]:+.2f} {own_ratio[v][i].format('.3f', '×')}"
-                for v in range(len(self.values))
+                f"{own_delta[v][i]:+.2f} (x{r.value:.3f}){bounds_text(r, '.3f')}"
+                for v, r in enumerate(ratios)
             ]
             rows.append([lang, n, self.base[self.columns.index(lang)], *cells])
         written = [

@@ -15,6 +15,7 @@ from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError
 from lsn_mech.evaluate.ppl_intervals import (
     ColumnResamples,
+    bounds_text,
     error_bars,
     estimate_grid,
     matrix_resamples,
@@ -238,7 +239,7 @@ class SelectionSweep(Result):
                 [
                     f"{100 * ratio:g} %",
                     n,
-                    *(f"{p:.2f} {r.format('.2f', '×')}" for p, r in zip(row, rel_row)),
+                    *(f"{p:.2f} (x{r.value:.2f}){bounds_text(r)}" for p, r in zip(row, rel_row)),
                 ]
             )
         return f"Deactivating {self.language} neurons: PPL (ratio to base)\n" + table(

@@ -337,6 +337,10 @@ FIELD_RULES: dict[str, Rule] = {
     "max_neurons": count(1),
     # reporting
     "report_to": choice("none", "tensorboard", "wandb"),
+    # intervals (lsn_mech.intervals)
+    "resamples": count(1),
+    "confidence": Rule("a number in (0, 1), e.g. 0.95", lambda v: _is_number(v) and 0 < v < 1),
+    "bootstrap_seed": seed(),
 }
 """Field name → what its value must be, the same in every job."""
 
