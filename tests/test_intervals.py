@@ -156,3 +156,25 @@ def test_intervals_shrink_as_the_sample_grows() -> None:
         widths.append(intervals.proportion(values).half_width)
     assert widths[0] > widths[1] > widths[2]
     assert widths[0] / widths[2] == pytest.approx(4.0, rel=0.3)  # ~ 1/sqrt(n)
+
+
+def test_difference_test_of_paired_replicates_is_paired_test() -> None:
+    """The same replicates through `difference_test` give `paired_test`'s answer, and
+    `estimate_from_replicates` gives `bootstrap`'s interval."""
+    generator = torch.Generator().manual_seed(2)
+    a = torch.randn(60, generator=generator, dtype=torch.float64) + 0.3
+    b = a + 0.2 * torch.randn(60, generator=generator, dtype=torch.float64)
+    settings = Bootstrap(resamples=500, seed=4)
+    expected = intervals.paired_test(intervals.mean_of, [a], [b], settings)
+    ra = intervals.replicates(intervals.mean_of, [a], settings)
+    rb = intervals.replicates(intervals.mean_of, [b], settings)
+    observed = float(a.mean() - b.mean())
+    found = intervals.difference_test(observed, ra - rb, settings.level, expected.test)
+    assert found.p_value == expected.p_value
+    assert found.difference.low == pytest.approx(expected.difference.low)
+    assert found.difference.high == pytest.approx(expected.difference.high)
+    estimate = intervals.estimate_from_replicates(float(a.mean()), ra, settings.level)
+    assert estimate == intervals.mean(a, settings)
+    empty = torch.empty(0, dtype=torch.float64)
+    assert not intervals.estimate_from_replicates(1.0, empty).has_interval
+    assert intervals.difference_test(0.5, empty).p_value == 1.0

@@ -295,3 +295,70 @@ def test_ppl_job_writes_bounds_with_its_settings(tmp_path: Path, texts) -> None:
     en = report.perplexities["en"]  # type: ignore[index]
     assert table["en"]["windows"] == en.windows >= 3 and table["en"]["level"] == 0.9
     assert table["en"]["ppl_low"] == en.low < table["en"]["ppl"] < table["en"]["ppl_high"]
+
+
+# ----------------------------------------------------------------------------- other results
+
+
+def test_selection_sweep_and_deactivation_values_resample_like_the_matrix(tmp_path: Path) -> None:
+    """Both results built from synthetic windows: each estimate is the paired column
+    estimate of its windows; tables, plots and old files follow."""
+    from lsn_mech.experiments.deactivation_values import DeactivationValuePPL
+    from lsn_mech.experiments.selection import SelectionSweep
+
+    m = synthetic_matrix([[0.0, 0.0], [0.2, 0.05]])
+    settings = m.bootstrap
+    sweep = SelectionSweep(
+        language="l0",
+        ratios=[0.0, 0.05],
+        languages=m.columns,
+        base=m.base,
+        ppl=[m.base, m.ppl[1]],  # ratio 0 selects nothing: the base, as selection_sweep does
+        n_neurons=[0, 10],
+        per_layer=[[0], [10]],
+        tokens=m.tokens,
+        provenance=m.provenance,
+        window_tokens=m.window_tokens,
+        window_base_nll=m.window_base_nll,
+        window_nll=[m.window_base_nll, m.window_nll[1]],  # type: ignore[index,list-item]
+    )
+    column = pi.column_resamples(
+        m.window_base_nll[1],  # type: ignore[index]
+        [m.window_nll[1][1]],  # type: ignore[index]
+        m.window_tokens[1],  # type: ignore[index]
+        pi.column_settings(settings, 1),
+    )
+    assert sweep.estimates("ratio")[1][1] == column.estimate(0, "ratio")
+    assert sweep.estimates("delta")[0][0].cells() == [0.0, 0.0, 0.0]
+    assert sweep.estimates("ratio")[1][0].low > 1
+    header, _ = sweep.tabulate("ratio", intervals=True)
+    assert header == ["ratio", "n_neurons", "l0", "l0_low", "l0_high", "l1", "l1_low", "l1_high"]
+    assert sweep.plot().data[0].error_y.array is not None and "] " in str(sweep).split("\n")[3]
+
+    values = DeactivationValuePPL(
+        values=["zero"],
+        languages=m.columns,
+        columns=m.columns,
+        base=m.base,
+        ppl=[[[m.ppl[1][0], None], [None, m.ppl[1][1]]]],
+        n_neurons=[10, 10],
+        written=[[0.0, 0.0]],
+        tokens=m.tokens,
+        provenance=m.provenance,
+        window_tokens=m.window_tokens,
+        window_base_nll=m.window_base_nll,
+        window_nll=[[[m.window_nll[1][0], None], [None, m.window_nll[1][1]]]],  # type: ignore[index]
+    )
+    assert values.own_estimates("ratio")[0][1] == column.estimate(0, "ratio")
+    assert values.matrix_estimates("zero", "ratio")[0][1] is None
+    long_header, long_rows = values.tabulate(form="long", intervals=True)
+    assert len(long_rows) == 2 and long_header[5:8] == ["ppl", "ppl_low", "ppl_high"]
+    assert values.plot("ratio").data[0].error_y.array[1] > 0
+    path = values.save(tmp_path / "v.json")
+    old = json.loads(path.read_text())
+    for key in ("window_tokens", "window_base_nll", "window_nll"):
+        del old[key]
+    path.write_text(json.dumps(old))
+    loaded = DeactivationValuePPL.load(path)
+    assert loaded.own("ratio") == values.own("ratio")
+    assert not loaded.own_estimates("ratio")[0][0].has_interval and "[" not in str(loaded)
