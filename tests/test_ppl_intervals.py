@@ -228,7 +228,7 @@ def test_lape_report_prints_intervals_and_names_the_tests(tmp_path: Path, no_ima
     assert own in text and "[" in own
     assert "of 2 languages: yes for 1 (l0); undecided for 1 (l1)" in text
     assert pi.DOMINANCE_TEST in text and pi.PAIRED_TEST in text
-    assert "95% percentile bootstrap over the evaluation windows (40–40 windows" in text
+    assert "95% percentile bootstrap over the evaluation windows (40 windows" in text
     summary = json.loads((tmp_path / "ppl_summary.json").read_text())
     assert summary["l0"]["dominance"] == "yes" and summary["l0"]["own"]["low"] > 1
     assert (tmp_path / "ppl_matrix_intervals.csv").read_text().count("\n") == 5

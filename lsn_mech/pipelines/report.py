@@ -115,7 +115,8 @@ def _decision_cell(test: Any, verdict: str) -> str:
     """``"yes (p=0.002)"``; the point comparison is named as such when untested."""
     if verdict == UNTESTED:
         return ("yes" if test.difference.value > 0 else "no") + " (point only, untested)"
-    return f"{verdict} (p={test.p_value:.3g})"
+    p = "p<0.001" if test.p_value < 0.001 else f"p={test.p_value:.3g}"
+    return f"{verdict} ({p})"
 
 
 def _decided(summary: Mapping[str, Mapping[str, Any]], key: str, verdict: str) -> list[str]:
@@ -127,10 +128,11 @@ def _interval_lines(matrix: Any) -> list[str]:
     settings = matrix.bootstrap
     windows = matrix.windows
     size = matrix.provenance.parameters.get("window")
+    count = f"{min(windows)}–{max(windows)}" if min(windows) != max(windows) else str(windows[0])
     if matrix.has_intervals:
         return [
             f"Intervals: {settings.level:.0%} percentile bootstrap over the evaluation windows "
-            f"({min(windows)}–{max(windows)} windows of {size} tokens per language; "
+            f"({count} windows of {size} tokens per language; "
             f"{settings.resamples} resamples, seed {settings.seed}); a "
             "ratio is paired with its base over the same windows."
         ]
