@@ -367,6 +367,11 @@ class PPLChangeMatrix(Result):
         lines = [header, "base PPL".ljust(width) + "".join(b.rjust(cell) for b in base)]
         for name, row in zip(self.rows, cells):
             lines.append(name.ljust(width) + "".join(c.rjust(cell) for c in row))
+        if self.has_intervals:
+            lines.append(
+                f"[low, high]: {self.bootstrap.level:.0%} interval (bootstrap over each "
+                "language's evaluation windows; ratios paired with the base)"
+            )
         return "\n".join(lines)
 
 

@@ -352,6 +352,7 @@ class DeactivationValuePPL(Result):
 
     def __str__(self) -> str:
         own_delta, own_ratio = self.own("delta"), self.own_estimates("ratio")
+        ratios_have_intervals = any(e.has_interval for row in own_ratio for e in row)
         header = ["language", "neurons", "base PPL", *self.values]
         rows: list[list[Any]] = []
         for i, (lang, n) in enumerate(zip(self.languages, self.n_neurons)):
@@ -367,12 +368,21 @@ class DeactivationValuePPL(Result):
         ]
         return "\n".join(
             [
-                "Own-language ΔPPL = PPL − base (ratio) with the language's neurons set to:",
+                "Own-language ΔPPL = PPL − base (ratio) with the language's neurons set to"
+                + _interval_note(ratios_have_intervals, self.bootstrap.level)
+                + ":",
                 table(header, rows, digits=2),
                 "Mean value written into the neurons:",
                 table(["language", *self.values], written),
             ]
         )
+
+
+def _interval_note(shown: bool, level: float = 0.95) -> str:
+    """What the brackets after a ratio are, when a table prints them."""
+    if not shown:
+        return ""
+    return f" ([low, high]: {level:.0%} interval of the ratio, bootstrap over windows)"
 
 
 def _masked_mean(

@@ -242,7 +242,10 @@ class SelectionSweep(Result):
                     *(f"{p:.2f} (x{r.value:.2f}){bounds_text(r)}" for p, r in zip(row, rel_row)),
                 ]
             )
-        return f"Deactivating {self.language} neurons: PPL (ratio to base)\n" + table(
+        note = ""
+        if any(e.has_interval for row in rel for e in row):
+            note = f" ([low, high]: {self.bootstrap.level:.0%} interval of the ratio)"
+        return f"Deactivating {self.language} neurons: PPL (ratio to base){note}\n" + table(
             header, rows, digits=2
         )
 
