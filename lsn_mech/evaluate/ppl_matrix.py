@@ -304,9 +304,15 @@ class PPLChangeMatrix(Result):
 
     def _display_summary(self) -> str:
         base = ", ".join(f"{c} {b:.2f}" for c, b in zip(self.columns, self.base))
+        intervals = "; no intervals (fewer than 2 windows per language, or no window data)"
+        if self.has_intervals:
+            intervals = (
+                f"; {self.bootstrap.level:.0%} intervals: estimates(kind), "
+                "to_pandas(form='long', intervals=True)"
+            )
         return (
             f"{len(self.rows)} deactivated sets × {len(self.columns)} evaluated languages; "
-            f"base PPL {base}"
+            f"base PPL {base}{intervals}"
         )
 
     def _display_table(self) -> display.Table:
