@@ -397,12 +397,9 @@ def paired_test(
     if _units([*a, *b]) < 2:
         return PairedTest(Estimate.point(observed, settings.level), 1.0)
     a_values, b_values = _paired_replicates(statistic, a, b, settings)
-    differences = a_values - b_values
-    low, high = percentile_interval(differences, settings.level)
-    finite = differences[torch.isfinite(differences)]
-    extreme = int(((finite - observed).abs() >= abs(observed) - 1e-12).sum())
-    p_value = (1 + extreme) / (finite.numel() + 1)
-    return PairedTest(Estimate(observed, low, high, settings.level), min(1.0, p_value))
+    return difference_test(
+        observed, a_values - b_values, settings.level, "paired bootstrap, two-sided"
+    )
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -474,3 +471,39 @@ def bootstrap_each(
         Estimate(v, *percentile_interval(samples[:, k], settings.level), settings.level)
         for k, v in enumerate(values)
     ]
+
+
+# ----------------------------------------------------------------------------- from replicates
+
+
+def estimate_from_replicates(
+    value: float, samples: Float[Tensor, " resamples"], level: float = 0.95
+) -> Estimate:
+    """``value`` with the percentile interval of ``samples`` already drawn (e.g. one set of
+    replicates that several estimates and tests share); no interval from fewer than two
+    finite samples' spread (all equal counts as an interval of width 0)."""
+    if samples.numel() == 0:
+        return Estimate.point(value, level)
+    low, high = percentile_interval(samples, level)
+    return Estimate(float(value), low, high, level)
+
+
+def difference_test(
+    observed: float,
+    differences: Float[Tensor, " resamples"],
+    level: float = 0.95,
+    test: str = "bootstrap, two-sided",
+) -> PairedTest:
+    """A difference measured as ``observed`` with its resampled ``differences``: its
+    interval and the two-sided bootstrap p-value of "no difference", as `paired_test`
+    computes them, for differences that `paired_test` cannot form (e.g. one condition
+    against the largest of several others measured on different units). No resamples:
+    no interval and p = 1."""
+    if differences.numel() == 0:
+        return PairedTest(Estimate.point(observed, level), 1.0, test)
+    differences = differences.to(torch.float64).reshape(-1)
+    low, high = percentile_interval(differences, level)
+    finite = differences[torch.isfinite(differences)]
+    extreme = int(((finite - observed).abs() >= abs(observed) - 1e-12).sum())
+    p_value = min(1.0, (1 + extreme) / (finite.numel() + 1))
+    return PairedTest(Estimate(float(observed), low, high, level), p_value, test)

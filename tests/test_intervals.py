@@ -170,3 +170,25 @@ def test_bootstrap_each_resamples_every_output_together() -> None:
     assert (second.low, second.high) == pytest.approx((first.low + 2.0, first.high + 2.0))
     (single,) = intervals.bootstrap_each(lambda x: x.double().mean(dim=1), data[:1, :1])
     assert single.value == data[0, 0].item() and not single.has_interval
+
+
+def test_difference_test_of_paired_replicates_is_paired_test() -> None:
+    """The same replicates through `difference_test` give `paired_test`'s answer, and
+    `estimate_from_replicates` gives `bootstrap`'s interval."""
+    generator = torch.Generator().manual_seed(2)
+    a = torch.randn(60, generator=generator, dtype=torch.float64) + 0.3
+    b = a + 0.2 * torch.randn(60, generator=generator, dtype=torch.float64)
+    settings = Bootstrap(resamples=500, seed=4)
+    expected = intervals.paired_test(intervals.mean_of, [a], [b], settings)
+    ra = intervals.replicates(intervals.mean_of, [a], settings)
+    rb = intervals.replicates(intervals.mean_of, [b], settings)
+    observed = float(a.mean() - b.mean())
+    found = intervals.difference_test(observed, ra - rb, settings.level, expected.test)
+    assert found.p_value == expected.p_value
+    assert found.difference.low == pytest.approx(expected.difference.low)
+    assert found.difference.high == pytest.approx(expected.difference.high)
+    estimate = intervals.estimate_from_replicates(float(a.mean()), ra, settings.level)
+    assert estimate == intervals.mean(a, settings)
+    empty = torch.empty(0, dtype=torch.float64)
+    assert not intervals.estimate_from_replicates(1.0, empty).has_interval
+    assert intervals.difference_test(0.5, empty).p_value == 1.0

@@ -86,7 +86,7 @@ BAD: dict[str, list[Any]] = {
     "seeds": [(1, 1), (-1,), (0.5,)],
     "resamples": [0, -5, 1.5],
     "confidence": [0, 0.0, 1.0, 95, math.nan],
-    "bootstrap_seed": [-1, 1.5],
+    "bootstrap_seed": [-1, 1.5, 2**63],
 }
 """Field → values its rule must refuse (out of range, malformed, wrong type)."""
 

@@ -7,7 +7,13 @@ from lsn_mech.evaluate.classification import (
     evaluate_classifier,
     pooled_scores,
 )
-from lsn_mech.evaluate.perplexity import Perplexity, final_residual, perplexity, token_nll_sum
+from lsn_mech.evaluate.perplexity import (
+    Perplexity,
+    final_residual,
+    perplexity,
+    perplexity_from_windows,
+    token_nll_sum,
+)
 from lsn_mech.evaluate.ppl_matrix import PPLChangeMatrix, evaluation_windows, ppl_change_matrix
 from lsn_mech.evaluate.qa import (
     QAEvalError,
@@ -58,6 +64,7 @@ __all__ = [
     "final_residual",
     "icl_shots",
     "perplexity",
+    "perplexity_from_windows",
     "pooled_scores",
     "ppl_change_matrix",
     "qa_batches",

@@ -13,6 +13,7 @@ the ratio ``PPL_intervened / PPL_base``, which is comparable across languages.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,8 +25,16 @@ from lsn_mech import display
 from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, StatisticsMismatchError
 from lsn_mech.evaluate.perplexity import perplexity
+from lsn_mech.evaluate.ppl_intervals import (
+    ColumnResamples,
+    bounds_text,
+    error_bars,
+    matrix_resamples,
+)
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view, window_perplexities
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
+from lsn_mech.intervals import DEFAULT, Bootstrap, interval_header
+from lsn_mech.intervals import Estimate as Interval
 from lsn_mech.interventions import parse_value, set_to
 from lsn_mech.interventions.checks import check_stats_fit
 from lsn_mech.models.protocol import HookedModel, model_id
@@ -91,6 +100,10 @@ class DeactivationValuePPL(Result):
             ``languages[i]`` for ``values[v]`` (``None`` for an empty set).
         tokens: predicted tokens per column.
         provenance: model, corpus, every parameter, the neurons' and statistics' origin.
+        window_tokens, window_base_nll, window_nll: per column, each evaluation window's
+            predicted tokens and NLL sum (base; ``[value][row][column][window]`` with the
+            neurons set, ``None`` where not evaluated): what `own_estimates` resamples
+            (``None`` in older results: values without intervals).
     """
 
     values: list[str]
@@ -102,6 +115,58 @@ class DeactivationValuePPL(Result):
     written: list[list[float | None]]
     tokens: list[int]
     provenance: Provenance = dataclasses.field(default_factory=Provenance)
+    window_tokens: list[list[int]] | None = None
+    window_base_nll: list[list[float]] | None = None
+    window_nll: list[list[list[list[float] | None]]] | None = None
+
+    @property
+    def bootstrap(self) -> Bootstrap:
+        """The resampling settings of the intervals (the defaults for an old result)."""
+        return Bootstrap.from_dict(self.provenance.parameters.get("intervals"))
+
+    @functools.cached_property
+    def _resamples(self) -> list[ColumnResamples] | None:
+        """Per column; condition ``v * len(languages) + i`` is value ``v`` in row ``i``."""
+        if self.window_nll is None or self.window_base_nll is None or self.window_tokens is None:
+            return None
+        flat = [row for plane in self.window_nll for row in plane]
+        return matrix_resamples(self.window_base_nll, flat, self.window_tokens, self.bootstrap)
+
+    def _estimate(self, v: int, i: int, j: int, kind: str) -> Interval | None:
+        """Value ``v``, row ``i``, column ``j`` with its interval (paired with the base)."""
+        if self._resamples is None:
+            p = self.ppl[v][i][j]
+            return None if p is None else Interval.point(ppl_cell_view(p, self.base[j], kind))
+        return self._resamples[j].estimate(v * len(self.languages) + i, kind)
+
+    def own_estimates(self, kind: str = "delta") -> list[list[Interval]]:
+        """`own` with intervals: bootstrap over the language's windows, paired with its
+        base perplexity (`lsn_mech.evaluate.ppl_intervals`)."""
+        _check_kind(kind)
+        return [
+            [
+                self._estimate(v, i, self.columns.index(x), kind)  # type: ignore[misc]
+                for i, x in enumerate(self.languages)
+            ]
+            for v in range(len(self.values))
+        ]
+
+    def matrix_estimates(
+        self, value: ValueSpec, kind: str = "delta"
+    ) -> list[list[Interval | None]]:
+        """`matrix` with intervals (``None`` where not evaluated)."""
+        _check_kind(kind)
+        v = self._value_index(value)
+        return [
+            [self._estimate(v, i, j, kind) for j in range(len(self.columns))]
+            for i in range(len(self.languages))
+        ]
+
+    def base_estimates(self) -> list[Interval]:
+        """Each column's base perplexity with its interval."""
+        if self._resamples is None:
+            return [Interval.point(b) for b in self.base]
+        return [column.base_estimate() for column in self._resamples]
 
     @property
     def full(self) -> bool:
@@ -140,12 +205,17 @@ class DeactivationValuePPL(Result):
 
     table_forms = ("wide", "long")
 
-    def tabulate(self, kind: str = "delta", *, form: str = "wide") -> ResultTable:
+    def tabulate(
+        self, kind: str = "delta", *, form: str = "wide", intervals: bool = False
+    ) -> ResultTable:
         """``form="wide"``: one row per language: neurons, base PPL, then ``kind`` of its
         own perplexity for each value. ``form="long"``: one row per evaluated (value,
         language whose neurons are set, evaluated language) with ``neurons``,
         ``written``, ``ppl``, ``base_ppl``, ``delta``, ``ratio`` and ``log_ratio``
-        (cells that were not evaluated are left out)."""
+        (cells that were not evaluated are left out). ``intervals=True``: every value
+        followed by its bounds (``delta, delta_low, delta_high``; NaN without one)."""
+        if intervals:
+            return self._interval_table(kind, form)
         if form == "long":
             rows_long = []
             for v, (label, plane) in enumerate(zip(self.values, self.ppl)):
@@ -168,6 +238,47 @@ class DeactivationValuePPL(Result):
         ]
         return ResultTable(["language", "neurons", "base_ppl", *self.values], rows)
 
+    def _interval_table(self, kind: str, form: str) -> ResultTable:
+        base = self.base_estimates()
+        if form == "long":
+            names = ("ppl", "delta", "ratio", "log_ratio")
+            rows_long = []
+            for v, label in enumerate(self.values):
+                for i, language in enumerate(self.languages):
+                    for j, column in enumerate(self.columns):
+                        if self.ppl[v][i][j] is None:
+                            continue
+                        cells = [self._estimate(v, i, j, k).cells() for k in names]  # type: ignore[union-attr]
+                        rows_long.append(
+                            [
+                                label,
+                                language,
+                                column,
+                                self.n_neurons[i],
+                                self.written[v][i],
+                                *cells[0],
+                                *base[j].cells(),
+                                *(c for cell in cells[1:] for c in cell),
+                            ]
+                        )
+            header = ["value", "language", "evaluated", "neurons", "written"]
+            header += [*interval_header("ppl"), *interval_header("base_ppl")]
+            for k in names[1:]:
+                header += interval_header(k)
+            return ResultTable(header, rows_long)
+        own = self.own_estimates(kind)
+        rows = [
+            [
+                lang,
+                n,
+                *base[self.columns.index(lang)].cells(),
+                *(c for v in range(len(own)) for c in own[v][i].cells()),
+            ]
+            for i, (lang, n) in enumerate(zip(self.languages, self.n_neurons))
+        ]
+        header = ["language", "neurons", *interval_header("base_ppl")]
+        return ResultTable([*header, *(h for v in self.values for h in interval_header(v))], rows)
+
     def _display_summary(self) -> str:
         return (
             f"neurons of {display.plural(len(self.languages), 'language')} set to "
@@ -184,22 +295,29 @@ class DeactivationValuePPL(Result):
 
     def plot(self, kind: str = "delta") -> Any:
         """Grouped bars (Fig. 1): per language, the change of its own perplexity for each
-        value. ``kind="ratio"`` or ``"log_ratio"`` compares languages whose base
+        value, with error bars of its confidence interval (where there are windows to
+        resample). ``kind="ratio"`` or ``"log_ratio"`` compares languages whose base
         perplexities differ."""
         import plotly.graph_objects as go
 
         own = self.own(kind)
+        intervals = self.own_estimates(kind)
         figure = go.Figure()
         if kind == "ppl":
             figure.add_trace(
                 go.Bar(
                     x=self.languages,
                     y=[self.base[self.columns.index(x)] for x in self.languages],
+                    error_y=error_bars(
+                        [self.base_estimates()[self.columns.index(x)] for x in self.languages]
+                    ),
                     name="base",
                 )
             )
-        for label, row in zip(self.values, own):
-            figure.add_trace(go.Bar(x=self.languages, y=row, name=label))
+        for label, row, bounds in zip(self.values, own, intervals):
+            figure.add_trace(
+                go.Bar(x=self.languages, y=row, error_y=error_bars(bounds), name=label)
+            )
         figure.update_layout(
             barmode="group",
             title="Own-language perplexity with the language's neurons set to each value",
@@ -233,12 +351,15 @@ class DeactivationValuePPL(Result):
         )
 
     def __str__(self) -> str:
-        own_delta, own_ratio = self.own("delta"), self.own("ratio")
+        own_delta, own_ratio = self.own("delta"), self.own_estimates("ratio")
+        ratios_have_intervals = any(e.has_interval for row in own_ratio for e in row)
         header = ["language", "neurons", "base PPL", *self.values]
         rows: list[list[Any]] = []
         for i, (lang, n) in enumerate(zip(self.languages, self.n_neurons)):
+            ratios = [own_ratio[v][i] for v in range(len(self.values))]
             cells = [
-                f"{own_delta[v][i]:+.2f} (x{own_ratio[v][i]:.3f})" for v in range(len(self.values))
+                f"{own_delta[v][i]:+.2f} (x{r.value:.3f}){bounds_text(r, '.3f')}"
+                for v, r in enumerate(ratios)
             ]
             rows.append([lang, n, self.base[self.columns.index(lang)], *cells])
         written = [
@@ -247,12 +368,21 @@ class DeactivationValuePPL(Result):
         ]
         return "\n".join(
             [
-                "Own-language ΔPPL = PPL − base (ratio) with the language's neurons set to:",
+                "Own-language ΔPPL = PPL − base (ratio) with the language's neurons set to"
+                + _interval_note(ratios_have_intervals, self.bootstrap.level)
+                + ":",
                 table(header, rows, digits=2),
                 "Mean value written into the neurons:",
                 table(["language", *self.values], written),
             ]
         )
+
+
+def _interval_note(shown: bool, level: float = 0.95) -> str:
+    """What the brackets after a ratio are, when a table prints them."""
+    if not shown:
+        return ""
+    return f" ([low, high]: {level:.0%} interval of the ratio, bootstrap over windows)"
 
 
 def _masked_mean(
@@ -293,6 +423,7 @@ def deactivation_value_ppl(
     window: int = 512,
     batch_size: int = 4,
     progress: bool = True,
+    bootstrap: Bootstrap = DEFAULT,
 ) -> DeactivationValuePPL:
     """Set each language's neurons to each value; perplexity of its own text (Fig. 1).
 
@@ -326,6 +457,8 @@ def deactivation_value_ppl(
         window: tokens per evaluation window.
         batch_size: windows per forward pass.
         progress: show a progress bar.
+        bootstrap: how the intervals resample the evaluation windows
+            (`DeactivationValuePPL.own_estimates`).
 
     Raises:
         StatisticsMismatchError: the statistics lack a needed statistic (the message
@@ -394,19 +527,26 @@ def deactivation_value_ppl(
     base = [result.value for result in first]
     tokens = [result.tokens for result in first]
     ppl: list[list[list[float | None]]] = []
+    window_nll: list[list[list[list[float] | None]]] = []
     for label, per_language in zip(labels, written_values):
         plane: list[list[float | None]] = []
+        window_plane: list[list[list[float] | None]] = []
         for language in rows:
             bar.set_description(f"deactivation values [{language}={label}]")
             cells: list[float | None] = [None] * len(columns)
+            window_cells: list[list[float] | None] = [None] * len(columns)
             targets = columns if full_matrix else [language]
             with set_to(model, sets[language], per_language[language]):
                 for target in targets:
                     j = columns.index(target)
-                    cells[j] = perplexity(model, windows[target], batch_size=batch_size).value
+                    found = perplexity(model, windows[target], batch_size=batch_size)
+                    cells[j] = found.value
+                    window_cells[j] = list(found.window_nll)
                     bar.update(1)
             plane.append(cells)
+            window_plane.append(window_cells)
         ppl.append(plane)
+        window_nll.append(window_plane)
     bar.close()
 
     source = neurons.provenance
@@ -419,6 +559,9 @@ def deactivation_value_ppl(
         n_neurons=[len(sets[x]) for x in rows],
         written=written,
         tokens=tokens,
+        window_tokens=[list(result.window_tokens) for result in first],
+        window_base_nll=[list(result.window_nll) for result in first],
+        window_nll=window_nll,
         provenance=corpus_provenance(
             corpus,
             model_id=model_id(model),
@@ -437,6 +580,7 @@ def deactivation_value_ppl(
                     "neurons_parameters": dict(source.parameters) if source else {},
                     "stats_model_id": stats.provenance.model_id,
                     "stats_corpus_hash": stats.provenance.corpus_hash,
+                    "intervals": bootstrap.to_dict(),
                 }
             ),
         ),

@@ -4,6 +4,7 @@ language, deactivate them, and watch the perplexity of every language."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,8 +13,16 @@ from tqdm.auto import tqdm
 from lsn_mech import display
 from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError
+from lsn_mech.evaluate.ppl_intervals import (
+    ColumnResamples,
+    bounds_text,
+    error_bars,
+    estimate_grid,
+    matrix_resamples,
+)
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_view, window_perplexities
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
+from lsn_mech.intervals import DEFAULT, Bootstrap, Estimate, interval_header
 from lsn_mech.interventions import deactivate
 from lsn_mech.models.protocol import HookedModel, model_id
 from lsn_mech.neurons import LanguageNeurons
@@ -45,6 +54,10 @@ class SelectionSweep(Result):
         n_neurons: size of the deactivated set per ratio.
         per_layer: per-layer counts of the deactivated set per ratio.
         tokens: evaluated (predicted) tokens per language.
+        window_tokens, window_base_nll, window_nll: per evaluated language, each
+            window's predicted tokens and NLL sum (base; ``[ratio][language][window]``
+            deactivated): what `estimates` resamples (``None`` in older results: values
+            without intervals).
     """
 
     language: str
@@ -56,6 +69,37 @@ class SelectionSweep(Result):
     per_layer: list[list[int]]
     tokens: list[int]
     provenance: Provenance = dataclasses.field(default_factory=Provenance)
+    window_tokens: list[list[int]] | None = None
+    window_base_nll: list[list[float]] | None = None
+    window_nll: list[list[list[float]]] | None = None
+
+    @property
+    def bootstrap(self) -> Bootstrap:
+        """The resampling settings of the intervals (the defaults for an old result)."""
+        return Bootstrap.from_dict(self.provenance.parameters.get("intervals"))
+
+    @functools.cached_property
+    def _resamples(self) -> list[ColumnResamples] | None:
+        if self.window_nll is None or self.window_base_nll is None or self.window_tokens is None:
+            return None
+        return matrix_resamples(
+            self.window_base_nll, self.window_nll, self.window_tokens, self.bootstrap
+        )
+
+    def estimates(self, kind: str = "ratio") -> list[list[Estimate]]:
+        """``[ratio][language]`` as `values` with intervals: bootstrap over each evaluated
+        language's windows, paired with its base (`lsn_mech.evaluate.ppl_intervals`)."""
+        values = self.values(kind)
+        if self._resamples is None:
+            level = self.bootstrap.level
+            return [[Estimate.point(v, level) for v in row] for row in values]
+        return estimate_grid(self._resamples, kind)  # type: ignore[return-value]
+
+    def base_estimates(self) -> list[Estimate]:
+        """Each evaluated language's base perplexity with its interval."""
+        if self._resamples is None:
+            return [Estimate.point(b, self.bootstrap.level) for b in self.base]
+        return [column.base_estimate() for column in self._resamples]
 
     def values(self, kind: str = "delta") -> list[list[float]]:
         """``[ratio][language]`` as ``ppl``, ``delta`` (ppl − base), ``ratio`` (ppl / base)
@@ -67,14 +111,24 @@ class SelectionSweep(Result):
         j = self.languages.index(language)
         return [row[j] for row in self.values(kind)]
 
+    def curve_estimates(self, language: str, kind: str = "delta") -> list[Estimate]:
+        """One evaluated language's values over the ratios, with intervals."""
+        j = self.languages.index(language)
+        return [row[j] for row in self.estimates(kind)]
+
     table_forms = ("wide", "long")
 
-    def tabulate(self, kind: str = "ppl", *, form: str = "wide") -> ResultTable:
+    def tabulate(
+        self, kind: str = "ppl", *, form: str = "wide", intervals: bool = False
+    ) -> ResultTable:
         """``form="wide"``: one row per ratio (plus the base row for ``kind="ppl"``), one
         column per evaluated language, the values in ``kind``. ``form="long"``: one row
         per (selection ratio, evaluated language) with ``selection_ratio``, ``n_neurons``,
         ``language``, ``ppl``, ``base_ppl``, ``delta``, ``ratio`` (ppl / base) and
-        ``log_ratio`` (``kind`` is not needed there)."""
+        ``log_ratio`` (``kind`` is not needed there). ``intervals=True``: every value
+        followed by its bounds (``ratio, ratio_low, ratio_high``; NaN without one)."""
+        if intervals:
+            return self._interval_table(kind, form)
         if form == "long":
             views = [self.values(k) for k in ("delta", "ratio", "log_ratio")]
             rows_long = [
@@ -91,6 +145,36 @@ class SelectionSweep(Result):
             rows.append([ratio, n, *row])
         return ResultTable(["ratio", "n_neurons", *self.languages], rows)
 
+    def _interval_table(self, kind: str, form: str) -> ResultTable:
+        base = self.base_estimates()
+        if form == "long":
+            names = ("ppl", "delta", "ratio", "log_ratio")
+            views = {k: self.estimates(k) for k in names}
+            header = ["selection_ratio", "n_neurons", "language", *interval_header("ppl")]
+            header += interval_header("base_ppl")
+            for k in names[1:]:
+                header += interval_header(k)
+            rows_long = [
+                [
+                    ratio,
+                    n,
+                    language,
+                    *views["ppl"][r][j].cells(),
+                    *base[j].cells(),
+                    *(cell for k in names[1:] for cell in views[k][r][j].cells()),
+                ]
+                for r, (ratio, n) in enumerate(zip(self.ratios, self.n_neurons))
+                for j, language in enumerate(self.languages)
+            ]
+            return ResultTable(header, rows_long)
+        header = ["ratio", "n_neurons", *(h for x in self.languages for h in interval_header(x))]
+        rows: list[list[Any]] = []
+        if kind == "ppl":
+            rows.append(["base", 0, *(cell for b in base for cell in b.cells())])
+        for ratio, n, row in zip(self.ratios, self.n_neurons, self.estimates(kind)):
+            rows.append([ratio, n, *(cell for e in row for cell in e.cells())])
+        return ResultTable(header, rows)
+
     def _display_summary(self) -> str:
         ratios = ", ".join(f"{100 * r:g} %" for r in self.ratios)
         return (
@@ -106,7 +190,9 @@ class SelectionSweep(Result):
         return display.Table(header, rows, heat=heat, diverging=True, legend=legend)
 
     def plot(self, kinds: Sequence[str] = ("delta", "ratio")) -> Any:
-        """Lines per evaluated language over the selection ratio (%), one panel per kind.
+        """Lines per evaluated language over the selection ratio (%), one panel per kind,
+        with error bars of each point's confidence interval (where there are windows to
+        resample).
 
         The default shows the absolute change (Fig. 4) next to the ratio to the base
         perplexity, which is comparable across languages.
@@ -127,6 +213,7 @@ class SelectionSweep(Result):
                     go.Scatter(
                         x=x,
                         y=self.curve(language, kind),
+                        error_y=error_bars(self.curve_estimates(language, kind)),
                         mode="lines+markers",
                         name=language,
                         legendgroup=language,
@@ -145,12 +232,20 @@ class SelectionSweep(Result):
 
     def __str__(self) -> str:
         header = ["ratio", "neurons", *self.languages]
-        rows: list[list[Any]] = [["base", 0, *self.base]]
-        for ratio, n, row, rel in zip(self.ratios, self.n_neurons, self.ppl, self.values("ratio")):
+        rows: list[list[Any]] = [["base", 0, *(b.format(".2f") for b in self.base_estimates())]]
+        rel = self.estimates("ratio")
+        for ratio, n, row, rel_row in zip(self.ratios, self.n_neurons, self.ppl, rel):
             rows.append(
-                [f"{100 * ratio:g} %", n, *(f"{p:.2f} (x{r:.2f})" for p, r in zip(row, rel))]
+                [
+                    f"{100 * ratio:g} %",
+                    n,
+                    *(f"{p:.2f} (x{r.value:.2f}){bounds_text(r)}" for p, r in zip(row, rel_row)),
+                ]
             )
-        return f"Deactivating {self.language} neurons: PPL (ratio to base)\n" + table(
+        note = ""
+        if any(e.has_interval for row in rel for e in row):
+            note = f" ([low, high]: {self.bootstrap.level:.0%} interval of the ratio)"
+        return f"Deactivating {self.language} neurons: PPL (ratio to base){note}\n" + table(
             header, rows, digits=2
         )
 
@@ -176,6 +271,7 @@ def selection_sweep(
     window: int = 512,
     batch_size: int = 4,
     progress: bool = True,
+    bootstrap: Bootstrap = DEFAULT,
 ) -> SelectionSweep:
     """Deactivate the neurons of ``language`` selected at each ratio; perplexity of every
     evaluated language (Tang et al., Fig. 4).
@@ -203,6 +299,8 @@ def selection_sweep(
         window: tokens per evaluation window.
         batch_size: windows per forward pass.
         progress: show a progress bar.
+        bootstrap: how the intervals resample the evaluation windows
+            (`SelectionSweep.estimates`).
     """
     if detector is None:
         from lsn_mech.detect import lape as detector  # lazy: detect depends on stats only
@@ -231,27 +329,26 @@ def selection_sweep(
     )
     bar = tqdm(total=(len(ratios) + 1) * len(columns), desc="selection sweep", disable=not progress)
 
-    def evaluate_all() -> list[float]:
-        found = window_perplexities(model, windows, columns, batch_size=batch_size, bar=bar)
-        return [result.value for result in found]
-
     first = window_perplexities(model, windows, columns, batch_size=batch_size, bar=bar)
     base = [result.value for result in first]
     tokens = [result.tokens for result in first]
-    ppl, n_neurons, per_layer = [], [], []
+    ppl, n_neurons, per_layer, window_nll = [], [], [], []
     for ratio in ratios:
         bar.set_description(f"selection sweep [{100 * ratio:g} %]")
         if ratio == 0.0:  # nothing selected: the base perplexity (LAPE refuses top_rate=0)
             n_neurons.append(0)
             per_layer.append([0] * stats.n_layers)
             ppl.append(list(base))
+            window_nll.append([list(result.window_nll) for result in first])
             bar.update(len(columns))
             continue
         selected = detector(stats, top_rate=ratio)[language]
         n_neurons.append(len(selected))
         per_layer.append(selected.per_layer())
         with deactivate(model, selected):
-            ppl.append(evaluate_all())
+            found = window_perplexities(model, windows, columns, batch_size=batch_size, bar=bar)
+        ppl.append([result.value for result in found])
+        window_nll.append([list(result.window_nll) for result in found])
     bar.close()
     return SelectionSweep(
         language=language,
@@ -262,6 +359,9 @@ def selection_sweep(
         n_neurons=n_neurons,
         per_layer=per_layer,
         tokens=tokens,
+        window_tokens=[list(result.window_tokens) for result in first],
+        window_base_nll=[list(result.window_nll) for result in first],
+        window_nll=window_nll,
         provenance=corpus_provenance(
             corpus,
             model_id=model_id(model),
@@ -277,6 +377,7 @@ def selection_sweep(
                     "window": window,
                     "stats_model_id": stats.provenance.model_id,
                     "stats_corpus_hash": stats.provenance.corpus_hash,
+                    "intervals": bootstrap.to_dict(),
                 }
             ),
         ),

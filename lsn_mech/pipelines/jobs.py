@@ -101,9 +101,16 @@ STATS_HELP = {
     "(skip such batches; reported in summary.json)",
 }
 
+PPL_INTERVALS_HELP = {
+    "resamples": "bootstrap resamples of the evaluation windows behind every PPL interval",
+    "confidence": "level of the PPL intervals and tests (0.95: 95 %)",
+    "bootstrap_seed": "seed of the bootstrap resampling",
+}
+
 PPL_HELP = {
     **MODEL_HELP,
     **CORPUS_HELP,
+    **PPL_INTERVALS_HELP,
     "max_tokens": "tokens per language",
     "neurons": "LanguageNeurons file (.safetensors) to deactivate, or None for perplexity only",
     "output": "output folder",
@@ -112,6 +119,7 @@ PPL_HELP = {
 LAPE_HELP = {
     **MODEL_HELP,
     **CORPUS_HELP,
+    **PPL_INTERVALS_HELP,
     "output": "report folder",
     "stats_tokens": "statistics tokens per language",
     "eval_tokens": "held-out tokens per language for PPL",

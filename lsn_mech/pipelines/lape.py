@@ -14,6 +14,7 @@ from typing import Any
 
 from lsn_mech.errors import LsnMechError
 from lsn_mech.files import atomic_write_json
+from lsn_mech.intervals import Bootstrap
 from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, collect_job_stats, load_job_inputs
 from lsn_mech.pipelines.report import write_lape_report
 from lsn_mech.pipelines.stages import start_job
@@ -41,6 +42,14 @@ class LapeConfig:
     device: str | None = None
     dtype: str | None = None
     text_files: dict[str, str] | None = None
+    resamples: int = 1000
+    confidence: float = 0.95
+    bootstrap_seed: int = 0
+
+    @property
+    def bootstrap(self) -> Bootstrap:
+        """How the PPL matrix's intervals resample the evaluation windows."""
+        return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -130,6 +139,7 @@ def run_lape(
             window=config.window,
             batch_size=config.eval_batch_size,
             progress=progress,
+            bootstrap=config.bootstrap,
         )
         matrix = both.select_rows(list(neurons.languages))
         random_matrix = both.select_rows([f"random:{k}" for k in neurons.languages])

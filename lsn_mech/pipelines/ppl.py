@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lsn_mech.files import atomic_write_json
+from lsn_mech.intervals import Bootstrap
 from lsn_mech.pipelines.inputs import CorpusJobConfig, load_job_inputs
 from lsn_mech.pipelines.stages import start_job
 from lsn_mech.plots.export import save_figure
@@ -30,6 +31,14 @@ class PplConfig(CorpusJobConfig):
     output: Path = Path("lsn_runs/ppl")
     device: str | None = None
     dtype: str | None = None
+    resamples: int = 1000
+    confidence: float = 0.95
+    bootstrap_seed: int = 0
+
+    @property
+    def bootstrap(self) -> Bootstrap:
+        """How the intervals resample the evaluation windows."""
+        return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
 
 
 @dataclasses.dataclass
@@ -51,7 +60,8 @@ class PplReport:
 def run_ppl(
     config: PplConfig, *, progress: bool = True, log: Callable[[str], None] = print
 ) -> PplReport:
-    """Write ``perplexity.json`` (``ppl``, ``nll``, ``tokens`` per language) or, with
+    """Write ``perplexity.json`` (``ppl``, ``ppl_low``, ``ppl_high``, ``level``, ``nll``,
+    ``tokens``, ``windows`` per language; the bounds by the bootstrap over windows) or, with
     ``config.neurons``, ``ppl_matrix.json``/``.csv``/``.html`` (and ``.png`` where a static
     exporter works); plus ``config.json`` and ``timings.json``."""
     from lsn_mech.corpora.sources import language_windows
@@ -74,10 +84,25 @@ def run_ppl(
                     max_tokens=config.max_tokens,
                 )
                 results[language] = perplexity(
-                    model, windows, batch_size=config.batch_size, progress=progress
+                    model,
+                    windows,
+                    batch_size=config.batch_size,
+                    progress=progress,
+                    bootstrap=config.bootstrap,
                 )
                 log(f"[ppl] {language}: {results[language]}")
-        table = {k: {"ppl": v.value, "nll": v.nll, "tokens": v.tokens} for k, v in results.items()}
+        table = {
+            k: {
+                "ppl": v.value,
+                "ppl_low": v.low,
+                "ppl_high": v.high,
+                "level": v.level,
+                "nll": v.nll,
+                "tokens": v.tokens,
+                "windows": v.windows,
+            }
+            for k, v in results.items()
+        }
         atomic_write_json(output / "perplexity.json", table)
         timer.finish(output)
         return PplReport(output, results, None, timer.seconds)
@@ -92,9 +117,11 @@ def run_ppl(
             window=config.window,
             batch_size=config.batch_size,
             progress=progress,
+            bootstrap=config.bootstrap,
         )
         matrix.save(output / "ppl_matrix.json")
         matrix.to_csv(output / "ppl_matrix.csv")
+        matrix.to_csv(output / "ppl_matrix_intervals.csv", form="long", intervals=True)
         save_figure(matrix.plot(), output / "ppl_matrix")
     timer.finish(output)
     return PplReport(output, None, matrix, timer.seconds)

@@ -6,7 +6,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lsn_mech.files import atomic_write_text
+from lsn_mech.evaluate.ppl_intervals import (
+    DOMINANCE_TEST,
+    NO,
+    PAIRED_TEST,
+    UNDECIDED,
+    UNTESTED,
+    YES,
+    decision,
+)
+from lsn_mech.files import atomic_write_json, atomic_write_text
 from lsn_mech.pipelines.report_html import write_report_html
 from lsn_mech.plots.export import (
     PLOTLY_JS,
@@ -45,29 +54,133 @@ def skipped_images_line(saved: Mapping[str, SavedFigure]) -> list[str]:
 
 
 def _matrix_table(matrix: Any, kind: str, fmt: str) -> str:
-    values = matrix.values(kind)
-    rows = [[name, *(format(v, fmt) for v in row)] for name, row in zip(matrix.rows, values)]
+    """The matrix in ``kind`` with each cell's interval (``×1.234 [1.201, 1.270]``)."""
+    prefix = "×" if kind == "ratio" else ""
+    estimates = matrix.estimates(kind)
+    rows = [
+        [name, *(e.format(fmt, prefix) for e in row)] for name, row in zip(matrix.rows, estimates)
+    ]
     if kind == "ppl":
-        rows.insert(0, ["(none)", *(format(b, fmt) for b in matrix.base)])
+        rows.insert(0, ["(none)", *(b.format(fmt) for b in matrix.base_estimates())])
     return markdown_table(["deactivated \\ evaluated", *matrix.columns], rows)
 
 
 def dominance_summary(matrix: Any, random_matrix: Any) -> dict[str, dict[str, Any]]:
-    """Per language: is its own column the most affected, and how it compares to random."""
+    """Per language: is its own column the most affected, and how it compares to random.
+
+    ``diagonal_dominant`` and ``beats_random`` compare the point values (kept for callers
+    of the first reports); the decisions the report states are ``dominance`` and
+    ``beats_random_decision`` (yes / no / undecided / untested) from the tests
+    ``dominance_test`` (`DOMINANCE_TEST`) and ``beats_random_test`` (`PAIRED_TEST`);
+    ``own``, ``max_other`` and ``random_own`` are PPL ratios with their intervals.
+    """
     own = matrix.values("log_ratio")
     rand = random_matrix.values("log_ratio")
+    own_ratio = matrix.estimates("ratio")
+    random_ratio = random_matrix.estimates("ratio")
+    dominance = matrix.dominance_tests()
+    beats = matrix.beats_tests(random_matrix)
     summary = {}
     for i, language in enumerate(matrix.rows):
         j = matrix.columns.index(language)
         others = [v for k, v in enumerate(own[i]) if k != j]
+        other_ratios = [e for k, e in enumerate(own_ratio[i]) if k != j]
         summary[language] = {
             "own_log_ratio": own[i][j],
             "max_other_log_ratio": max(others) if others else float("nan"),
             "diagonal_dominant": own[i][j] == max(own[i]),
             "random_own_log_ratio": rand[i][j],
             "beats_random": own[i][j] > rand[i][j],
+            "own": own_ratio[i][j],
+            "max_other": max(other_ratios, key=lambda e: e.value) if other_ratios else None,
+            "random_own": random_ratio[i][j],
+            "dominance_test": dominance[language],
+            "dominance": decision(dominance[language]),
+            "beats_random_test": beats[language],
+            "beats_random_decision": decision(beats[language]),
         }
     return summary
+
+
+def summary_json(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """`dominance_summary` as JSON-ready data (estimates and tests through ``to_dict``)."""
+
+    def plain(value: Any) -> Any:
+        return value.to_dict() if hasattr(value, "to_dict") else value
+
+    return {x: {k: plain(v) for k, v in s.items()} for x, s in summary.items()}
+
+
+def _decision_cell(test: Any, verdict: str) -> str:
+    """``"yes (p=0.002)"``; the point comparison is named as such when untested."""
+    if verdict == UNTESTED:
+        return ("yes" if test.difference.value > 0 else "no") + " (point only, untested)"
+    p = "p<0.001" if test.p_value < 0.001 else f"p={test.p_value:.3g}"
+    return f"{verdict} ({p})"
+
+
+def _decided(summary: Mapping[str, Mapping[str, Any]], key: str, verdict: str) -> list[str]:
+    return [x for x, s in summary.items() if s[key] == verdict]
+
+
+def _interval_lines(matrix: Any) -> list[str]:
+    """How the intervals were computed, or why there are none."""
+    settings = matrix.bootstrap
+    windows = matrix.windows
+    size = matrix.provenance.parameters.get("window")
+    count = f"{min(windows)}–{max(windows)}" if min(windows) != max(windows) else str(windows[0])
+    if matrix.has_intervals:
+        return [
+            f"Intervals: {settings.level:.0%} percentile bootstrap over the evaluation windows "
+            f"({count} windows of {size} tokens per language; "
+            f"{settings.resamples} resamples, seed {settings.seed}); a "
+            "ratio is paired with its base over the same windows."
+        ]
+    if matrix.window_nll is None:
+        return [
+            "**No intervals**: this matrix holds no per-window NLL sums (it was saved before "
+            "intervals existed, or built by hand); rerun the job for intervals. The decisions "
+            "below compare point values only and are untested."
+        ]
+    return [
+        f"**No intervals**: a language was evaluated on {min(windows, default=0)} window(s); "
+        "intervals resample windows and need at least 2 per language (raise eval_tokens above "
+        "the window length). The decisions below compare point values only and are untested."
+    ]
+
+
+def _finding_lines(
+    summary: Mapping[str, Mapping[str, Any]], label: str, n: int, tested: bool
+) -> list[str]:
+    """The finding as the tests decide it (or, without intervals, as the points say)."""
+    if not tested:
+        dominant = [x for x, s in summary.items() if s["diagonal_dominant"]]
+        beats = [x for x, s in summary.items() if s["beats_random"]]
+        return [
+            f"Point values only (untested, see below): deactivating a language's {label} "
+            f"neurons raises that language's perplexity the most (largest log PPL ratio in "
+            f"its row) for {len(dominant)} of {n} languages ({', '.join(dominant) or 'none'}), "
+            f"and more than deactivating random neurons with the same per-layer counts for "
+            f"{len(beats)} of {n} ({', '.join(beats) or 'none'})."
+        ]
+
+    def counted(key: str) -> str:
+        parts = []
+        for verdict, words in ((YES, "yes"), (UNDECIDED, "undecided"), (NO, "no")):
+            found = _decided(summary, key, verdict)
+            if found:
+                parts.append(f"{words} for {len(found)} ({', '.join(found)})")
+        return "; ".join(parts) or "none"
+
+    return [
+        f"Deactivating a language's {label} neurons raises that language's perplexity "
+        f"significantly more than any other language's (diagonal dominance, bootstrap test "
+        f"below) — of {n} languages: {counted('dominance')}.",
+        "",
+        f"It raises it significantly more than deactivating random neurons with the same "
+        f"per-layer counts (paired bootstrap test below) — of {n} languages: "
+        f"{counted('beats_random_decision')}.",
+    ]
 
 
 def write_lape_report(
@@ -86,8 +199,10 @@ def write_lape_report(
 
     matrix.save(output / "ppl_matrix.json")
     matrix.to_csv(output / "ppl_matrix.csv", kind="ppl")
+    matrix.to_csv(output / "ppl_matrix_intervals.csv", form="long", intervals=True)
     random_matrix.save(output / "ppl_matrix_random.json")
     random_matrix.to_csv(output / "ppl_matrix_random.csv", kind="ppl")
+    random_matrix.to_csv(output / "ppl_matrix_random_intervals.csv", form="long", intervals=True)
     distribution = layer_distribution(neurons)
     distribution.save(output / "layer_distribution.json")
     distribution.to_csv(output / "layer_distribution.csv")
@@ -106,8 +221,7 @@ def write_lape_report(
     figures = [path.name for figure in saved.values() for path in figure.paths]
 
     summary = dominance_summary(matrix, random_matrix)
-    dominant = [x for x, s in summary.items() if s["diagonal_dominant"]]
-    beats = [x for x, s in summary.items() if s["beats_random"]]
+    atomic_write_json(output / "ppl_summary.json", summary_json(summary))
     languages = list(neurons.languages)
     counts = [[x, str(len(neurons[x])), str(len(neurons.exclusive(x)))] for x in languages]
     layer_rows = [[x, *map(str, neurons[x].per_layer())] for x in languages]
@@ -135,26 +249,37 @@ def write_lape_report(
         *skipped_images_line(saved),
         "## Finding",
         "",
-        f"Deactivating a language's {label} neurons raises that language's perplexity the most "
-        f"(largest log PPL ratio in its row) for {len(dominant)} of {len(languages)} languages "
-        f"({', '.join(dominant) or 'none'}), and more than deactivating random neurons with the "
-        f"same per-layer counts for {len(beats)} of {len(languages)} "
-        f"({', '.join(beats) or 'none'}).",
+        *_finding_lines(summary, label, len(languages), matrix.has_intervals),
+        "",
+        *_interval_lines(matrix),
         "",
         markdown_table(
-            ["language", "own log ratio", "max other", "random own", "dominant", "beats random"],
+            [
+                "language",
+                "own PPL ratio",
+                "largest other",
+                "random own",
+                "dominant",
+                "beats random",
+            ],
             [
                 [
                     x,
-                    f"{s['own_log_ratio']:.3f}",
-                    f"{s['max_other_log_ratio']:.3f}",
-                    f"{s['random_own_log_ratio']:.3f}",
-                    "yes" if s["diagonal_dominant"] else "no",
-                    "yes" if s["beats_random"] else "no",
+                    s["own"].format(".3f", "×"),
+                    "–" if s["max_other"] is None else s["max_other"].format(".3f", "×"),
+                    s["random_own"].format(".3f", "×"),
+                    _decision_cell(s["dominance_test"], s["dominance"]),
+                    _decision_cell(s["beats_random_test"], s["beats_random_decision"]),
                 ]
                 for x, s in summary.items()
             ],
         ),
+        "",
+        f"- *dominant*: {DOMINANCE_TEST}; yes when its interval lies above 0, no when below, "
+        "undecided when it holds 0.",
+        f"- *beats random*: log(PPL with the language's neurons off / PPL with the random "
+        f"neurons off) on the language's own text, {PAIRED_TEST}; yes when its interval lies "
+        "above 0.",
         "",
         "## Neurons per language",
         "",
@@ -195,6 +320,8 @@ def write_lape_report(
         "- `neurons.safetensors`, `random_neurons.safetensors`: `lsn_mech.LanguageNeurons.load`",
         "- `lape_neurons.pt` + `lape_neurons.languages.json`: the published LAPE format",
         "- `ppl_matrix*.json|csv`, `layer_distribution.*`, `overlap.*`: data",
+        "- `ppl_matrix*_intervals.csv`: every cell with its bounds (`ratio, ratio_low, "
+        "ratio_high`, …); `ppl_summary.json`: the decisions above with their tests",
         "- `report.html`: this report with its figures, for a browser (opens offline)",
         "- figures: " + ", ".join(f"`{f}`" for f in figures) + f" (the HTML loads `{PLOTLY_JS}`)",
         "",

@@ -17,11 +17,14 @@ def heatmap(
     colorbar: str,
     text_format: str = ".2f",
     diverging: bool = False,
+    hover: Sequence[Sequence[str]] | None = None,
 ) -> Any:
-    """A labelled heatmap with the values printed in the cells."""
+    """A labelled heatmap with the values printed in the cells; ``hover`` adds one line
+    per cell to its hover text (e.g. the value's confidence interval)."""
     import plotly.graph_objects as go
 
     matrix = [list(map(float, row)) for row in values]
+    extra = "" if hover is None else "<br>%{customdata}"
     figure = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -32,7 +35,11 @@ def heatmap(
             colorbar={"title": colorbar},
             text=[[format(v, text_format) for v in row] for row in matrix],
             texttemplate="%{text}",
-            hovertemplate=f"{row_title}=%{{y}}<br>{column_title}=%{{x}}<br>{colorbar}=%{{z}}<extra></extra>",
+            customdata=None if hover is None else [list(row) for row in hover],
+            hovertemplate=(
+                f"{row_title}=%{{y}}<br>{column_title}=%{{x}}<br>{colorbar}=%{{z}}{extra}"
+                "<extra></extra>"
+            ),
         )
     )
     figure.update_layout(
