@@ -240,6 +240,7 @@ def run_transfer(
                 max_tokens_per_language=config.ppl_tokens,
                 window=fitted_window(model),
                 progress=progress,
+                bootstrap=config.bootstrap(),
             )
             for name, found in neurons.items()
         }
