@@ -213,6 +213,38 @@ def test_custom_mapping_can_leave_books_out() -> None:
         book_genre(1, gospels_vs_letters)
 
 
+def test_context_verses_join_the_following_verses_of_the_chapter() -> None:
+    single = bible_genre_task("en", ["vi"], train_per_genre=5, test_per_genre=5)
+    joined = bible_genre_task("en", ["vi"], train_per_genre=5, test_per_genre=5, context_verses=3)
+    assert joined.metadata["context_verses"] == 3
+    corpus = bible(["en", "vi"], test_fraction=0.0, aligned=False).dataset.to_dict()
+    verses = {
+        (lang, b, c, v): t
+        for lang, b, c, v, t in zip(
+            corpus["language"], corpus["book"], corpus["chapter"], corpus["verse"], corpus["text"]
+        )
+    }
+    for rows, base in (
+        (joined.train, single.train),
+        (joined.test["vi"], single.test["vi"]),
+        (joined.test["en"], single.test["en"]),
+    ):
+        assert _keys(rows) == _keys(base)  # same rows, labels and split: only the text grows
+        assert rows["label"] == base["label"]
+        for lang, b, c, v, text in zip(
+            rows["language"], rows["book"], rows["chapter"], rows["verse"], rows["text"]
+        ):
+            parts = [verses[(lang, b, c, v)]]
+            for offset in (1, 2):
+                if (lang, b, c, v + offset) not in verses:
+                    break  # the chapter ends: the passage stops
+                parts.append(verses[(lang, b, c, v + offset)])
+            assert text == " ".join(parts)
+    assert joined.test["en"]._fingerprint != single.test["en"]._fingerprint
+    with pytest.raises(TaskDataError, match="context_verses must be a positive integer"):
+        bible_genre_task(context_verses=0)
+
+
 # ----- errors ---------------------------------------------------------------------------
 def test_unknown_language_names_the_available_ones() -> None:
     with pytest.raises(MissingLanguageError, match=r"Available languages: .*vi"):

@@ -253,10 +253,30 @@ def _interleave(
     return rows
 
 
+def _passages(
+    verses: Mapping[tuple[int, int, int], str],
+    rows: Sequence[tuple[int, tuple[int, int, int]]],
+    context: int,
+) -> dict[tuple[int, int, int], str]:
+    """Each row's text: its verse and the next ``context - 1`` verses of its chapter that
+    the edition holds, joined by a space (a chapter's end stops the passage early)."""
+    passages = {}
+    for _, (book, chapter, verse) in rows:
+        parts = [verses[(book, chapter, verse)]]
+        for offset in range(1, context):
+            text = verses.get((book, chapter, verse + offset))
+            if text is None:
+                break
+            parts.append(text)
+        passages[(book, chapter, verse)] = " ".join(parts)
+    return passages
+
+
 def _rows_dataset(
     rows: Sequence[tuple[int, tuple[int, int, int]]],
     verses: Mapping[tuple[int, int, int], str],
     language: str,
+    context: int = 1,
 ) -> Dataset:
     """A task Dataset built in Arrow, with a fingerprint from its content (datasets would
     otherwise pickle the whole table to make one)."""
@@ -265,15 +285,18 @@ def _rows_dataset(
     from lsn_mech.provenance import stable_hash
 
     keys = [key for _, key in rows]
+    texts = [verses[k] for k in keys]
     columns = {
-        "text": pa.array([verses[k] for k in keys], type=pa.string()),
+        "text": pa.array(texts, type=pa.string()),
         "label": pa.array([label for label, _ in rows], type=pa.int64()),
         "language": pa.array([language] * len(rows), type=pa.string()),
         "book": pa.array([k[0] for k in keys], type=pa.int64()),
         "chapter": pa.array([k[1] for k in keys], type=pa.int64()),
         "verse": pa.array([k[2] for k in keys], type=pa.int64()),
     }
-    identity = ("bible-genre", language, [(label, list(k)) for label, k in rows])
+    identity: tuple[Any, ...] = ("bible-genre", language, [(label, list(k)) for label, k in rows])
+    if context > 1:
+        identity = (*identity, context)
     return Dataset(pa.table(columns), fingerprint=stable_hash("lsn_mech", identity))
 
 
@@ -302,6 +325,7 @@ def bible_genre_task(
     seed: int = 0,
     genres: Mapping[int, str | None] | None = None,
     editions: Mapping[str, str] | None = None,
+    context_verses: int = 1,
 ) -> ClassificationTask:
     """Classify a verse's genre: train in ``source``, test on the same verses everywhere.
 
@@ -320,6 +344,9 @@ def bible_genre_task(
             out); default `DEFAULT_BOOK_GENRES`. Labels are the genres in order of first
             appearance along books 1..66.
         editions: ``{language: edition code}`` overriding the Bible's default editions.
+        context_verses: each row's ``text`` is its verse and the verses after it in the
+            same chapter, this many in all (fewer at a chapter's end), joined by a space:
+            a longer input for the same key, label and split.
 
     Returns:
         A `ClassificationTask` named ``"bible-genre"``; rows have columns ``text, label,
@@ -335,6 +362,8 @@ def bible_genre_task(
     mapped, labels, excluded = _check_genres(genres)
     train_cap = _check_count(train_per_genre, "train_per_genre")
     test_cap = _check_count(test_per_genre, "test_per_genre")
+    context = _check_count(context_verses, "context_verses", allow_none=False)
+    assert context is not None
     languages = _languages(source, targets)
     held_out = genre_test_books(
         seed=seed, test_books_per_genre=test_books_per_genre, test_per_genre=test_cap,
@@ -408,6 +437,7 @@ def bible_genre_task(
         "train_per_genre": train_cap,
         "test_per_genre": test_cap,
         "test_books_per_genre": test_books_per_genre,
+        "context_verses": context,
         "seed": seed,
         "split_rule": GENRE_SPLIT_RULE,
     }
@@ -415,7 +445,14 @@ def bible_genre_task(
         name="bible-genre",
         labels=labels,
         source=source,
-        train=_rows_dataset(train_rows, verses[source], source),
-        test={lang: _rows_dataset(test_rows, verses[lang], lang) for lang in languages},
+        train=_rows_dataset(
+            train_rows, _passages(verses[source], train_rows, context), source, context
+        ),
+        test={
+            lang: _rows_dataset(
+                test_rows, _passages(verses[lang], test_rows, context), lang, context
+            )
+            for lang in languages
+        },
         metadata=metadata,
     )
