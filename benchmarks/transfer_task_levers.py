@@ -1,7 +1,7 @@
 """Screen transfer-task levers on the embedded default (Gemma 3 270M + the Bible).
 
-    OMP_NUM_THREADS=1 python benchmarks/transfer_task_levers.py probe --labels genre6 testament
-    OMP_NUM_THREADS=1 python benchmarks/transfer_task_levers.py classifier --labels genre4
+    OMP_NUM_THREADS=1 python benchmarks/transfer_task_levers.py probe --labels genres testaments
+    OMP_NUM_THREADS=1 python benchmarks/transfer_task_levers.py classifier --labels styles
 
 ``probe`` is the cheap screen: the frozen model's final normalised hidden state at the last
 token (what the job's classifier head reads) is computed once per verse and language,
@@ -22,39 +22,25 @@ from typing import Any
 
 import torch
 
-LABEL_SETS = ("genre6", "genre4", "testament")
+LABEL_SETS = ("genres", "styles", "testaments")  # lsn_mech.corpora.BIBLE_LABEL_SETS
+
 TEMPLATES = {
     "none": "{text}",
     "book": "{text}\n\nThe passage above is from the Bible book of",
 }
 
 
-def label_mapping(name: str) -> dict[int, str | None] | None:
-    """Book → label for each screened label set (None: the default six genres)."""
-    from lsn_mech.corpora.genre import DEFAULT_BOOK_GENRES
-
-    if name == "genre6":
-        return None
-    if name == "testament":
-        return {n: "old" if n <= 39 else "new" for n in range(1, 67)}
-    if name == "genre4":
-        merge = {"law": "narrative", "history": "narrative", "gospels": "narrative"}
-        return {n: merge.get(g, g) for n, g in DEFAULT_BOOK_GENRES.items()}
-    raise SystemExit(f"unknown label set {name}")
-
-
 def build_task(args: argparse.Namespace, labels: str, context: int) -> Any:
     import lsn_mech as lm
 
-    mapping = label_mapping(labels)
-    count = 6 if mapping is None else len(set(v for v in mapping.values() if v))
+    count = len(set(lm.corpora.BIBLE_LABEL_SETS[labels].values()))
     return lm.corpora.bible_genre_task(
         args.source,
         args.targets,
         train_per_genre=args.train_items // count,
         test_per_genre=-(-args.test_items // count),
         seed=0,
-        genres=mapping,
+        genres=labels,
         context_verses=context,
     )
 
@@ -153,7 +139,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("mode", choices=("probe", "classifier"))
-    parser.add_argument("--labels", nargs="+", default=["genre6"], choices=LABEL_SETS)
+    parser.add_argument("--labels", nargs="+", default=["genres"], choices=LABEL_SETS)
     parser.add_argument("--context", nargs="+", type=int, default=[1])
     parser.add_argument("--template", nargs="+", default=["none"], choices=list(TEMPLATES))
     parser.add_argument("--epochs", nargs="+", type=float, default=[2.0])

@@ -201,6 +201,24 @@ def test_custom_mapping_old_and_new_testament() -> None:
     assert book_genre(44, testaments) == "new"
 
 
+def test_named_label_sets() -> None:
+    from lsn_mech.corpora.genre import BIBLE_LABEL_SETS
+
+    assert list(BIBLE_LABEL_SETS) == ["genres", "styles", "testaments"]
+    assert dict(BIBLE_LABEL_SETS["genres"]) == dict(DEFAULT_BOOK_GENRES)
+    styles = bible_genre_task("en", ["vi"], genres="styles", train_per_genre=8, test_per_genre=4)
+    assert styles.labels == ("narrative", "poetry", "prophets", "letters")
+    narrative = {*range(1, 18), *range(40, 45)}  # law, history (with Acts) and gospels
+    for label, book in zip(styles.train["label"], styles.train["book"]):
+        assert (label == 0) == (book in narrative), book
+    testaments = bible_genre_task("en", ["vi"], genres="testaments", train_per_genre=8)
+    assert testaments.labels == ("old", "new")
+    assert book_genre(40, "testaments") == "new"
+    assert book_genre(39, "testaments") == "old"
+    with pytest.raises(TaskDataError, match=r"names no label set.*genres, styles, testaments"):
+        bible_genre_task(genres="psalms")
+
+
 def test_custom_mapping_can_leave_books_out() -> None:
     gospels_vs_letters: dict[int, str | None] = dict.fromkeys(range(1, 67))
     gospels_vs_letters.update({n: DEFAULT_BOOK_GENRES[n] for n in range(40, 66) if n != 44})

@@ -228,6 +228,27 @@ def text_files() -> Rule:
     return Rule("LANG=PATH items naming files that exist", accepts)
 
 
+def text_template() -> Rule:
+    """A frame around a row's text: a string holding ``{text}`` once, and no other field."""
+
+    def accepts(value: Any) -> bool:
+        if not isinstance(value, str) or value.count("{text}") != 1:
+            return False
+        try:
+            value.format(text="")
+        except (KeyError, IndexError, ValueError):
+            return False
+        return True
+
+    return Rule("a string holding {text} once (e.g. '{text}\\nGenre:')", accepts)
+
+
+def _label_sets() -> tuple[str, ...]:
+    from lsn_mech.corpora.genre import BIBLE_LABEL_SETS
+
+    return tuple(BIBLE_LABEL_SETS)
+
+
 def non_empty_text() -> Rule:
     return Rule("a non-empty name", lambda v: isinstance(v, str) and bool(v.strip()))
 
@@ -315,6 +336,9 @@ FIELD_RULES: dict[str, Rule] = {
     "finetune_targets": languages(empty=True),
     "train_per_genre": count(1),
     "test_per_genre": count(1),
+    "genres": one_of(_label_sets),
+    "context_verses": count(1),
+    "template": text_template(),
     # training and evaluation
     "methods": subset(_methods, empty=False),
     "steps": count(1),
