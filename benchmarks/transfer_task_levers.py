@@ -172,6 +172,7 @@ def main() -> None:
                         "lr": args.lr if args.mode == "classifier" else 0.0,
                         "train_items": args.train_items,
                         "test_items": args.test_items,
+                        "max_length": args.max_length,
                         "targets": list(args.targets),
                     }
                     if key in done:
