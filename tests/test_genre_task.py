@@ -201,6 +201,24 @@ def test_custom_mapping_old_and_new_testament() -> None:
     assert book_genre(44, testaments) == "new"
 
 
+def test_named_label_sets() -> None:
+    from lsn_mech.corpora.genre import BIBLE_LABEL_SETS
+
+    assert list(BIBLE_LABEL_SETS) == ["genres", "styles", "testaments"]
+    assert dict(BIBLE_LABEL_SETS["genres"]) == dict(DEFAULT_BOOK_GENRES)
+    styles = bible_genre_task("en", ["vi"], genres="styles", train_per_genre=8, test_per_genre=4)
+    assert styles.labels == ("narrative", "poetry", "prophets", "letters")
+    narrative = {*range(1, 18), *range(40, 45)}  # law, history (with Acts) and gospels
+    for label, book in zip(styles.train["label"], styles.train["book"]):
+        assert (label == 0) == (book in narrative), book
+    testaments = bible_genre_task("en", ["vi"], genres="testaments", train_per_genre=8)
+    assert testaments.labels == ("old", "new")
+    assert book_genre(40, "testaments") == "new"
+    assert book_genre(39, "testaments") == "old"
+    with pytest.raises(TaskDataError, match=r"names no label set.*genres, styles, testaments"):
+        bible_genre_task(genres="psalms")
+
+
 def test_custom_mapping_can_leave_books_out() -> None:
     gospels_vs_letters: dict[int, str | None] = dict.fromkeys(range(1, 67))
     gospels_vs_letters.update({n: DEFAULT_BOOK_GENRES[n] for n in range(40, 66) if n != 44})
@@ -211,6 +229,38 @@ def test_custom_mapping_can_leave_books_out() -> None:
     assert "Acts" in task.metadata["excluded_books"]
     with pytest.raises(TaskDataError, match="mapped to None"):
         book_genre(1, gospels_vs_letters)
+
+
+def test_context_verses_join_the_following_verses_of_the_chapter() -> None:
+    single = bible_genre_task("en", ["vi"], train_per_genre=5, test_per_genre=5)
+    joined = bible_genre_task("en", ["vi"], train_per_genre=5, test_per_genre=5, context_verses=3)
+    assert joined.metadata["context_verses"] == 3
+    corpus = bible(["en", "vi"], test_fraction=0.0, aligned=False).dataset.to_dict()
+    verses = {
+        (lang, b, c, v): t
+        for lang, b, c, v, t in zip(
+            corpus["language"], corpus["book"], corpus["chapter"], corpus["verse"], corpus["text"]
+        )
+    }
+    for rows, base in (
+        (joined.train, single.train),
+        (joined.test["vi"], single.test["vi"]),
+        (joined.test["en"], single.test["en"]),
+    ):
+        assert _keys(rows) == _keys(base)  # same rows, labels and split: only the text grows
+        assert rows["label"] == base["label"]
+        for lang, b, c, v, text in zip(
+            rows["language"], rows["book"], rows["chapter"], rows["verse"], rows["text"]
+        ):
+            parts = [verses[(lang, b, c, v)]]
+            for offset in (1, 2):
+                if (lang, b, c, v + offset) not in verses:
+                    break  # the chapter ends: the passage stops
+                parts.append(verses[(lang, b, c, v + offset)])
+            assert text == " ".join(parts)
+    assert joined.test["en"]._fingerprint != single.test["en"]._fingerprint
+    with pytest.raises(TaskDataError, match="context_verses must be a positive integer"):
+        bible_genre_task(context_verses=0)
 
 
 # ----- errors ---------------------------------------------------------------------------

@@ -5,11 +5,13 @@ the robust ones: the genre classifier learns the source language well above chan
 zeroing a language's LAPE neurons raises that language's perplexity (Fig. 1), and
 test-time interventions do not consistently improve transfer (Tables 1/4): their mean
 change of target accuracy is not a gain of several verses, and not every one is a gain.
+The job's task itself transfers: target accuracy's lower 95 % bound clears chance.
 """
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 import lsn_mech as lm
 from lsn_mech import detect
@@ -76,3 +78,30 @@ def test_interventions_do_not_clearly_improve_transfer(setup) -> None:  # type: 
     # 60 test verses per language: one verse is 1.7 points
     assert sum(changes) / len(changes) < 5.0, table
     assert not all(d > 0 for d in changes), table
+
+
+def test_zero_shot_transfer_is_above_chance_on_the_default_task() -> None:
+    """The job's task (six genres, the verse framed by `GENRE_TEMPLATE`) transfers: the
+    lower 95 % bound of target accuracy clears chance in vi and zh (a reduced budget of
+    the job's: 240 training verses, one epoch; 150 test verses per language). On the bare
+    verse the same classifier stays at chance in the targets (docs/transfer_tasks.md)."""
+    from lsn_mech.intervals import proportion
+
+    model = lm.load_model("gemma-3-270m")
+    task = lm.corpora.bible_genre_task(
+        "en", ["vi", "zh"], train_per_genre=40, test_per_genre=25, seed=0
+    )
+    config = ClassifierConfig(
+        epochs=1, batch_size=8, max_length=128, template=lm.corpora.GENRE_TEMPLATE
+    )
+    classifier = finetune_classifier(model, task, config=config, progress=False)
+    chance = 1 / len(task.labels)
+    accuracy = {}
+    for language in ("en", "vi", "zh"):
+        rows = task.test_set(language)
+        correct = classifier.predict(rows).cpu() == torch.tensor(rows["label"])
+        accuracy[language] = proportion(correct)
+    assert all(len(task.test_set(lang)) == 150 for lang in ("en", "vi", "zh"))
+    assert accuracy["en"].low > chance, accuracy
+    for language in ("vi", "zh"):
+        assert accuracy[language].low > chance, accuracy

@@ -26,8 +26,10 @@ from lsn_mech.corpora.bible import (
 from lsn_mech.corpora.corpus import CorpusArgumentError, MultilingualCorpus
 from lsn_mech.corpora.genre import (
     BIBLE_GENRES,
+    BIBLE_LABEL_SETS,
     DEFAULT_BOOK_GENRES,
     GENRE_SPLIT_RULE,
+    GENRE_TEMPLATE,
     bible_genre_task,
     book_genre,
     genre_test_books,
@@ -67,10 +69,12 @@ from lsn_mech.corpora.windows import TokenWindows, concat_windows, tokenize_wind
 
 __all__ = [
     "BIBLE_GENRES",
+    "BIBLE_LABEL_SETS",
     "DEFAULT_BOOK_GENRES",
     "DEFAULT_EDITIONS",
     "EDITIONS",
     "GENRE_SPLIT_RULE",
+    "GENRE_TEMPLATE",
     "LANGUAGE_NAMES",
     "QA_COLUMNS",
     "QA_TEMPLATE",

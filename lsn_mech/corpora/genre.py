@@ -42,8 +42,10 @@ from lsn_mech.errors import MissingLanguageError
 
 __all__ = [
     "BIBLE_GENRES",
+    "BIBLE_LABEL_SETS",
     "DEFAULT_BOOK_GENRES",
     "GENRE_SPLIT_RULE",
+    "GENRE_TEMPLATE",
     "bible_genre_task",
     "book_genre",
     "genre_test_books",
@@ -72,6 +74,31 @@ DEFAULT_BOOK_GENRES: Mapping[int, str] = types.MappingProxyType(
     {book: genre for genre, books in _GENRE_BOOKS.items() for book in books}
 )
 
+_STYLES = {"law": "narrative", "history": "narrative", "gospels": "narrative"}
+
+#: Named book → label mappings that ``genres=`` (and the transfer job's ``--genres``) take
+#: by name: ``"genres"`` the six of `DEFAULT_BOOK_GENRES`; ``"styles"`` four literary
+#: styles (narrative = law, history and gospels; poetry; prophets; letters);
+#: ``"testaments"`` Old (1–39) against New (40–66).
+BIBLE_LABEL_SETS: Mapping[str, Mapping[int, str]] = types.MappingProxyType(
+    {
+        "genres": DEFAULT_BOOK_GENRES,
+        "styles": types.MappingProxyType(
+            {n: _STYLES.get(g, g) for n, g in DEFAULT_BOOK_GENRES.items()}
+        ),
+        "testaments": types.MappingProxyType(
+            {n: "old" if n <= 39 else "new" for n in range(1, 67)}
+        ),
+    }
+)
+
+#: The classifier frame of the transfer job (`ClassifierConfig.template`): the verse, then
+#: a fixed English cue whose last token the head reads. Whatever the verse's language, that
+#: token is the same and asks the same question (which book?), so the head's input is
+#: comparable across languages; on the bare verse it is the verse's own last token, a
+#: different word in every language, and transfer stays at chance (docs/transfer_tasks.md).
+GENRE_TEMPLATE = "{text}\n\nThe passage above is from the Bible book of"
+
 GENRE_SPLIT_RULE = (
     "By whole book within each genre. The books of a genre are ordered by "
     "(KJV verse count < test_per_genre, u(n), n) with u(n) = first 8 bytes of "
@@ -91,7 +118,7 @@ GENRE_SPLIT_RULE = (
 
 # ----- the mapping ----------------------------------------------------------------------
 def _check_genres(
-    genres: Mapping[int, str | None] | None,
+    genres: Mapping[int, str | None] | str | None,
 ) -> tuple[dict[int, str], tuple[str, ...], list[int]]:
     """Validate a book → genre mapping; return (mapped books, labels, excluded books).
 
@@ -101,6 +128,13 @@ def _check_genres(
     """
     if genres is None:
         return dict(sorted(DEFAULT_BOOK_GENRES.items())), BIBLE_GENRES, []
+    if isinstance(genres, str):
+        if genres not in BIBLE_LABEL_SETS:
+            raise TaskDataError(
+                f"genres={genres!r} names no label set; name one of "
+                f"{', '.join(BIBLE_LABEL_SETS)} or pass a {{book: genre}} mapping."
+            )
+        genres = BIBLE_LABEL_SETS[genres]
     if not isinstance(genres, Mapping):
         raise TaskDataError(
             f"genres must map book numbers 1..66 to genre names; got {type(genres).__name__}. "
@@ -147,7 +181,7 @@ def _check_genres(
     return kept, labels, [n for n, g in sorted(mapping.items()) if g is None]
 
 
-def book_genre(book: int, genres: Mapping[int, str | None] | None = None) -> str:
+def book_genre(book: int, genres: Mapping[int, str | None] | str | None = None) -> str:
     """The genre of book number ``book`` (1–66) under ``genres`` (default mapping if None).
 
     Raises:
@@ -194,7 +228,7 @@ def genre_test_books(
     seed: int = 0,
     test_books_per_genre: int = 1,
     test_per_genre: int | None = 50,
-    genres: Mapping[int, str | None] | None = None,
+    genres: Mapping[int, str | None] | str | None = None,
 ) -> dict[str, list[int]]:
     """The held-out (test) book numbers of each genre, sorted (see `GENRE_SPLIT_RULE`).
 
@@ -253,10 +287,30 @@ def _interleave(
     return rows
 
 
+def _passages(
+    verses: Mapping[tuple[int, int, int], str],
+    rows: Sequence[tuple[int, tuple[int, int, int]]],
+    context: int,
+) -> dict[tuple[int, int, int], str]:
+    """Each row's text: its verse and the next ``context - 1`` verses of its chapter that
+    the edition holds, joined by a space (a chapter's end stops the passage early)."""
+    passages = {}
+    for _, (book, chapter, verse) in rows:
+        parts = [verses[(book, chapter, verse)]]
+        for offset in range(1, context):
+            text = verses.get((book, chapter, verse + offset))
+            if text is None:
+                break
+            parts.append(text)
+        passages[(book, chapter, verse)] = " ".join(parts)
+    return passages
+
+
 def _rows_dataset(
     rows: Sequence[tuple[int, tuple[int, int, int]]],
     verses: Mapping[tuple[int, int, int], str],
     language: str,
+    context: int = 1,
 ) -> Dataset:
     """A task Dataset built in Arrow, with a fingerprint from its content (datasets would
     otherwise pickle the whole table to make one)."""
@@ -265,15 +319,18 @@ def _rows_dataset(
     from lsn_mech.provenance import stable_hash
 
     keys = [key for _, key in rows]
+    texts = [verses[k] for k in keys]
     columns = {
-        "text": pa.array([verses[k] for k in keys], type=pa.string()),
+        "text": pa.array(texts, type=pa.string()),
         "label": pa.array([label for label, _ in rows], type=pa.int64()),
         "language": pa.array([language] * len(rows), type=pa.string()),
         "book": pa.array([k[0] for k in keys], type=pa.int64()),
         "chapter": pa.array([k[1] for k in keys], type=pa.int64()),
         "verse": pa.array([k[2] for k in keys], type=pa.int64()),
     }
-    identity = ("bible-genre", language, [(label, list(k)) for label, k in rows])
+    identity: tuple[Any, ...] = ("bible-genre", language, [(label, list(k)) for label, k in rows])
+    if context > 1:
+        identity = (*identity, context)
     return Dataset(pa.table(columns), fingerprint=stable_hash("lsn_mech", identity))
 
 
@@ -300,8 +357,9 @@ def bible_genre_task(
     test_per_genre: int | None = 50,
     test_books_per_genre: int = 1,
     seed: int = 0,
-    genres: Mapping[int, str | None] | None = None,
+    genres: Mapping[int, str | None] | str | None = None,
     editions: Mapping[str, str] | None = None,
+    context_verses: int = 1,
 ) -> ClassificationTask:
     """Classify a verse's genre: train in ``source``, test on the same verses everywhere.
 
@@ -317,9 +375,12 @@ def bible_genre_task(
             of a small genre or many of a large one.
         seed: seed of the held-out books, the verse choice and the row order.
         genres: book number (1–66) → genre name, every book mapped (None leaves a book
-            out); default `DEFAULT_BOOK_GENRES`. Labels are the genres in order of first
-            appearance along books 1..66.
+            out), or the name of one of `BIBLE_LABEL_SETS`; default `DEFAULT_BOOK_GENRES`.
+            Labels are the genres in order of first appearance along books 1..66.
         editions: ``{language: edition code}`` overriding the Bible's default editions.
+        context_verses: each row's ``text`` is its verse and the verses after it in the
+            same chapter, this many in all (fewer at a chapter's end), joined by a space:
+            a longer input for the same key, label and split.
 
     Returns:
         A `ClassificationTask` named ``"bible-genre"``; rows have columns ``text, label,
@@ -335,6 +396,8 @@ def bible_genre_task(
     mapped, labels, excluded = _check_genres(genres)
     train_cap = _check_count(train_per_genre, "train_per_genre")
     test_cap = _check_count(test_per_genre, "test_per_genre")
+    context = _check_count(context_verses, "context_verses", allow_none=False)
+    assert context is not None
     languages = _languages(source, targets)
     held_out = genre_test_books(
         seed=seed, test_books_per_genre=test_books_per_genre, test_per_genre=test_cap,
@@ -394,7 +457,7 @@ def bible_genre_task(
         "skipped_verses": corpus.metadata["skipped_verses"],
         "labels": list(labels),
         "genres": {BOOK_NAMES[n - 1]: g for n, g in mapped.items()},
-        "default_genres": genres is None,
+        "default_genres": genres is None or genres == "genres",
         "excluded_books": [BOOK_NAMES[n - 1] for n in excluded],
         "test_books": names(held_out),
         "test_book_numbers": {g: held_out[g] for g in labels},
@@ -408,6 +471,7 @@ def bible_genre_task(
         "train_per_genre": train_cap,
         "test_per_genre": test_cap,
         "test_books_per_genre": test_books_per_genre,
+        "context_verses": context,
         "seed": seed,
         "split_rule": GENRE_SPLIT_RULE,
     }
@@ -415,7 +479,14 @@ def bible_genre_task(
         name="bible-genre",
         labels=labels,
         source=source,
-        train=_rows_dataset(train_rows, verses[source], source),
-        test={lang: _rows_dataset(test_rows, verses[lang], lang) for lang in languages},
+        train=_rows_dataset(
+            train_rows, _passages(verses[source], train_rows, context), source, context
+        ),
+        test={
+            lang: _rows_dataset(
+                test_rows, _passages(verses[lang], test_rows, context), lang, context
+            )
+            for lang in languages
+        },
         metadata=metadata,
     )

@@ -178,6 +178,9 @@ TRANSFER_HELP = {
     "stats_tokens": "statistics tokens per detection language",
     "train_per_genre": "training verses per genre (source language)",
     "test_per_genre": "test verses per genre and language (held-out books)",
+    "genres": "label set: genres (6), styles (4) or testaments (2) (lm.corpora.BIBLE_LABEL_SETS)",
+    "context_verses": "verses per input: a verse and the next ones of its chapter",
+    "template": "frame around each input; the classifier reads its last token",
     "seed": "seed of the data choice, the head and the random neurons",
     "interventions": "columns: none, zero, mean, p5 ... p95 or constants such as 1, -10",
     "read_site": "site the statistics are read at (mlp_pre: the reference code's mismatch)",
@@ -185,6 +188,7 @@ TRANSFER_HELP = {
     "finetune_targets": "targets the finetuning table trains for (empty: all targets)",
     "ppl_values": "values of the zero-vs-percentile PPL comparison (Fig. 1)",
     "ppl_tokens": "evaluation tokens per language for the PPL comparison",
+    "ppl_window": "tokens per window of the PPL comparison (its intervals resample windows)",
     "lora_r": "LoRA rank (attention and masked MLP)",
     "lora_alpha": "LoRA alpha",
     "lr": "AdamW learning rate",
@@ -225,6 +229,7 @@ ATTRIBUTIONS = ("next", "previous")
 AWARENESS_REDUCTIONS = ("batch", "example", "token")
 SITES = ("mlp_pre", "mlp_post")
 SETUPS = ("none", "source", "target", "both", "random")
+LABEL_SETS = ("genres", "styles", "testaments")  # lsn_mech.corpora.BIBLE_LABEL_SETS
 REPORT_TO = ("none", "tensorboard", "wandb")
 
 JOBS: dict[str, Job] = {
@@ -313,6 +318,7 @@ JOBS: dict[str, Job] = {
                 **_MODEL_CHOICES,
                 "read_site": SITES,
                 "setups": SETUPS,
+                "genres": LABEL_SETS,
                 "report_to": REPORT_TO,
             },
         ),

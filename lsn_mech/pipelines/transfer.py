@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lsn_mech.corpora.genre import GENRE_TEMPLATE
 from lsn_mech.errors import LsnMechError
 from lsn_mech.pipelines.inputs import load_job_model
 from lsn_mech.pipelines.stages import start_job
@@ -42,7 +43,9 @@ class TransferConfig:
     columns of Tables 1–3; LAPE and Act-Prob-90p with their papers' defaults, by
     registry name in ``detectors``, the first also used for finetuning; AdamW with weight
     decay 0.1, clipping 10, 1 % warm-up, batch 8, 2 epochs); the data sizes are sized for
-    2 CPU cores (measured times in docs/transfer.md).
+    2 CPU cores (measured times in docs/transfer.md). The task (``genres``,
+    ``context_verses``, ``template``) is the one whose zero-shot transfer was measured
+    clearly above chance (docs/transfer_tasks.md): the bare verse transfers at chance.
 
     ``seeds`` (empty: one run with ``seed``) trains every classifier once per seed and
     reports mean ± sd over them with the per-seed values; ``resamples``, ``confidence``
@@ -57,14 +60,18 @@ class TransferConfig:
     output: Path = Path("lsn_runs/transfer")
     stats_tokens: int = 10_000
     train_per_genre: int = 60
-    test_per_genre: int = 30
+    test_per_genre: int = 50
+    genres: str = "genres"
+    context_verses: int = 1
+    template: str = GENRE_TEMPLATE
     seed: int = 0
     interventions: tuple[str, ...] = ("none", "mean", "p90", "zero", "p10")
     read_site: str = "mlp_post"
     setups: tuple[str, ...] = ("none", "source", "target", "both", "random")
     finetune_targets: tuple[str, ...] = ("vi",)
     ppl_values: tuple[str, ...] = ("zero", "p10", "p5", "mean")
-    ppl_tokens: int = 512
+    ppl_tokens: int = 4096
+    ppl_window: int = 128
     lora_r: int = 8
     lora_alpha: int = 16
     lr: float = 1e-3
@@ -130,6 +137,7 @@ class TransferConfig:
             epochs=self.epochs,
             batch_size=self.batch_size,
             max_length=self.max_length,
+            template=self.template,
             seed=self.seed,
         )
 
@@ -203,6 +211,8 @@ def run_transfer(
             train_per_genre=config.train_per_genre,
             test_per_genre=config.test_per_genre,
             seed=config.seed,
+            genres=config.genres,
+            context_verses=config.context_verses,
         )
         corpus = bible(list(config.detection_languages))
     with stage("statistics with percentiles"):
@@ -238,7 +248,7 @@ def run_transfer(
                 languages=[config.source, *config.targets],
                 site=None if config.read_site == "mlp_post" else config.read_site,
                 max_tokens_per_language=config.ppl_tokens,
-                window=fitted_window(model),
+                window=min(config.ppl_window, fitted_window(model)),
                 progress=progress,
                 bootstrap=config.bootstrap(),
             )

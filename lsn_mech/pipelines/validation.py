@@ -241,6 +241,27 @@ def text_files() -> Rule:
     return Rule("LANG=PATH items naming files that exist", accepts)
 
 
+def text_template() -> Rule:
+    """A frame around a row's text: a string holding ``{text}`` once, and no other field."""
+
+    def accepts(value: Any) -> bool:
+        if not isinstance(value, str) or value.count("{text}") != 1:
+            return False
+        try:
+            value.format(text="")
+        except (KeyError, IndexError, ValueError):
+            return False
+        return True
+
+    return Rule("a string holding {text} once (e.g. '{text}\\nGenre:')", accepts)
+
+
+def _label_sets() -> tuple[str, ...]:
+    from lsn_mech.corpora.genre import BIBLE_LABEL_SETS
+
+    return tuple(BIBLE_LABEL_SETS)
+
+
 def non_empty_text() -> Rule:
     return Rule("a non-empty name", lambda v: isinstance(v, str) and bool(v.strip()))
 
@@ -301,6 +322,7 @@ FIELD_RULES: dict[str, Rule] = {
     "stats_tokens": count(1),
     "eval_tokens": count(1),
     "ppl_tokens": count(1),
+    "ppl_window": count(2),
     "checkpoint_every": count(1),
     "neurons": existing_file(".safetensors"),
     "stats": existing_file(".safetensors"),
@@ -328,6 +350,9 @@ FIELD_RULES: dict[str, Rule] = {
     "finetune_targets": languages(empty=True),
     "train_per_genre": count(1),
     "test_per_genre": count(1),
+    "genres": one_of(_label_sets),
+    "context_verses": count(1),
+    "template": text_template(),
     # training and evaluation
     "methods": subset(_methods, empty=False),
     "steps": count(1),
@@ -476,6 +501,7 @@ def _fits_shape(model: Any, field: str, value: Any) -> None:
 MODEL_RULES: dict[str, Callable[[Any, str, Any], None]] = {
     "window": _fits_context,
     "max_length": _fits_context,
+    "ppl_window": _fits_context,
     "neurons": _fits_shape,
 }
 """Field name → a check of its value against the loaded model (raises when it does not fit)."""
