@@ -71,7 +71,7 @@ def perplexity(
     device = model_device(model)
     total_nll = 0.0
     total_tokens = 0
-    batches = list(windows.batches(batch_size))
+    batches = list(windows.batches(batch_size, trim=True))
     for batch in tqdm(batches, desc="perplexity", disable=not progress):
         batch = batch.to(device)
         nll, count = token_nll_sum(
