@@ -1,4 +1,4 @@
-"""Perplexity without wasted work: trimmed batches of windows and the in-place loss.
+"""Perplexity without wasted work: batches of windows trimmed of their padding.
 
 The PPL-change matrix runs one forward pass per batch of windows for every row; these
 tests pin that no forward pass computes padding it can skip, and that skipping it
@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lsn_mech.corpora import concat_windows, tokenize_windows
 from lsn_mech.evaluate.perplexity import perplexity, token_nll_sum
-from lsn_mech.models.runtime import chunked_cross_entropy_sum
-from lsn_mech.models.runtime.loss import cross_entropy_sum_in_place
 
 TEXT = "in the beginning god created the heaven and the earth. " * 3
 
@@ -68,27 +65,3 @@ def test_trimming_changes_no_perplexity(llama, batch_size: int) -> None:  # type
     got = perplexity(llama, windows, batch_size=batch_size)
     assert got.tokens == count
     assert got.nll == pytest.approx(total / count, rel=1e-5)
-
-
-def test_in_place_cross_entropy_equals_torch() -> None:
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(37, 1000, generator=generator) * 8
-    targets = torch.randint(0, 1000, (37,), generator=generator)
-    expected = F.cross_entropy(logits, targets, reduction="sum")
-    got = cross_entropy_sum_in_place(logits.clone(), targets)
-    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
-
-
-def test_chunked_loss_keeps_gradients_and_its_value_without_them() -> None:
-    generator = torch.Generator().manual_seed(1)
-    hidden = torch.randn(20, 8, generator=generator, requires_grad=True)
-    weight = torch.randn(50, 8, generator=generator)
-    targets = torch.randint(0, 50, (20,), generator=generator)
-    expected = F.cross_entropy(hidden @ weight.T, targets, reduction="sum")
-    total = chunked_cross_entropy_sum(hidden, targets, lambda h: h @ weight.T, logits_chunk=7)
-    total.backward()
-    assert hidden.grad is not None and hidden.grad.abs().sum() > 0
-    with torch.no_grad():
-        fast = chunked_cross_entropy_sum(hidden, targets, lambda h: h @ weight.T, logits_chunk=7)
-    assert fast.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert total.item() == pytest.approx(expected.item(), rel=1e-5)

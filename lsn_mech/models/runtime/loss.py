@@ -87,29 +87,9 @@ def chunked_cross_entropy_sum(
     total = hidden.new_zeros((), dtype=torch.float64)
     for start in range(0, rows, step):
         logits = unembed_rows(hidden[start : start + step]).float()
-        chunk_targets = targets[start : start + step]
-        if logits.requires_grad:
-            chunk_sum = F.cross_entropy(logits, chunk_targets, reduction="sum")
-        else:
-            chunk_sum = cross_entropy_sum_in_place(logits, chunk_targets)
+        chunk_sum = F.cross_entropy(logits, targets[start : start + step], reduction="sum")
         total = total + chunk_sum.double()
     return total
-
-
-def cross_entropy_sum_in_place(
-    logits: Float[Tensor, "n vocab"], targets: Int[Tensor, " n"]
-) -> Float[Tensor, ""]:
-    """Summed cross-entropy that overwrites ``logits`` instead of allocating its like.
-
-    Without autograd the log-softmax need not exist: ``logsumexp - target logit`` in place
-    saves a second ``[n, vocab]`` tensor and one pass over it, which is most of the loss's
-    cost next to a 262k-token unembedding. Same value as ``F.cross_entropy`` to float32
-    rounding.
-    """
-    picked = logits.gather(1, targets.unsqueeze(1)).squeeze(1)
-    peak = logits.amax(dim=1, keepdim=True)
-    log_normaliser = logits.sub_(peak).exp_().sum(dim=1).log_() + peak.squeeze(1)
-    return (log_normaliser - picked).sum()
 
 
 def unwrap_peft(model: nn.Module) -> nn.Module:
