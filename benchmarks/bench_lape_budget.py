@@ -120,17 +120,29 @@ def projected_tokens(largest: dict[str, Any]) -> int:
 
 
 def budget_table(cells: dict[str, Any], settings: Any) -> dict[str, Any]:
-    """Widths per window length and language, and the smallest budget that fits everywhere."""
+    """Widths per window length and language (each up to the windows it was measured on),
+    and the smallest budget from which every language measured there fits."""
     table: dict[str, Any] = {}
     for window, by_language in cells.items():
-        n = min(len(c["tokens"]) for c in by_language.values())
-        budgets = sorted({k for k in (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64) if k <= n} | {n})
-        per_language = {lang: widths(c, budgets, settings) for lang, c in by_language.items()}
-        fits_from = None  # smallest budget from which on every larger one fits too
-        for i in reversed(range(len(budgets))):
-            if any(rows[i]["relative_half_width"] > TOLERANCE for rows in per_language.values()):
+        counts = {lang: len(c["tokens"]) for lang, c in by_language.items()}
+        steps = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+        per_language = {
+            lang: widths(
+                c, sorted({k for k in steps if k <= counts[lang]} | {counts[lang]}), settings
+            )
+            for lang, c in by_language.items()
+        }
+        common = min(counts.values())
+        fits_from = None  # smallest budget from which on every larger common one fits too
+        for k in sorted({k for k in steps if k <= common} | {common}, reverse=True):
+            if any(
+                row["relative_half_width"] > TOLERANCE
+                for rows in per_language.values()
+                for row in rows
+                if row["windows"] == k
+            ):
                 break
-            fits_from = budgets[i]
+            fits_from = k
         projected = {lang: projected_tokens(rows[-1]) for lang, rows in per_language.items()}
         seconds = sum(c["seconds"] for c in by_language.values())
         tokens = sum(2 * sum(c["tokens"]) for c in by_language.values())
@@ -146,15 +158,18 @@ def budget_table(cells: dict[str, Any], settings: Any) -> dict[str, Any]:
 def print_table(table: dict[str, Any]) -> None:
     for window, entry in table.items():
         print(f"\nwindow {window}: relative half-width of the own-PPL ratio's 95 % interval")
-        languages = list(entry["per_language"])
-        print("windows  tokens/lang " + "".join(f"{lang:>8}" for lang in languages))
-        first = entry["per_language"][languages[0]]
-        for i, row in enumerate(first):
-            cells = "".join(
-                f"{entry['per_language'][lang][i]['relative_half_width']:8.1%}"
-                for lang in languages
-            )
-            print(f"{row['windows']:7d}  {row['tokens']:11d} {cells}")
+        by_language = entry["per_language"]
+        languages = list(by_language)
+        print("windows " + "".join(f"{lang:>16}" for lang in languages))
+        budgets = sorted({row["windows"] for rows in by_language.values() for row in rows})
+        for k in budgets:
+            cells = ""
+            for lang in languages:
+                row = next((r for r in by_language[lang] if r["windows"] == k), None)
+                cells += (
+                    f"{row['relative_half_width']:7.1%} ({row['tokens']:5d})" if row else " " * 16
+                )
+            print(f"{k:7d} {cells}")
         print(f"smallest window count within ±10 %: {entry['smallest_windows_within_tolerance']}")
         print(f"projected tokens needed (width ∝ 1/√n): {entry['projected_tokens_needed']}")
 
