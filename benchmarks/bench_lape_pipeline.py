@@ -1,6 +1,6 @@
 """The full `lsn-mech lape` job on the embedded default, timed per stage.
 
-    python benchmarks/bench_lape_pipeline.py            # README's default budget (~15 min, 2 cores)
+    python benchmarks/bench_lape_pipeline.py            # README's default budget (2.5-3 h, 2 cores)
     python benchmarks/bench_lape_pipeline.py --quick    # 2k statistics / 128 eval tokens
 
 Runs `lsn_mech.pipelines.run_lape` (exactly what `lsn-mech lape` runs) into a fresh folder,

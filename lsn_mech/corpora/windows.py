@@ -94,12 +94,37 @@ class TokenWindows:
             self.language,
         )
 
-    def batches(self, batch_size: int) -> Iterator[TokenWindows]:
-        """Consecutive slices of at most ``batch_size`` windows."""
+    def batches(self, batch_size: int, *, trim: bool = False) -> Iterator[TokenWindows]:
+        """Consecutive slices of at most ``batch_size`` windows.
+
+        ``trim=True`` keeps a forward pass from computing padding: a slice never mixes
+        full windows with shorter ones (packing leaves one short window at the end), and
+        each slice is cut to its longest real window. Exact for a causal model with right
+        padding, where trailing padding never reaches a real position.
+        """
         if batch_size < 1:
             raise CorpusArgumentError(f"batch_size must be at least 1; got {batch_size}.")
-        for start in range(0, len(self), batch_size):
-            yield self[start : start + batch_size]
+        if not trim:
+            for start in range(0, len(self), batch_size):
+                yield self[start : start + batch_size]
+            return
+        lengths = self.real_lengths
+        for start, stop in _trimmed_slices(lengths, self.seq_len, batch_size):
+            length = max(int(lengths[start:stop].max()), 1)
+            part = self[start:stop]
+            yield TokenWindows(
+                part.input_ids[:, :length],
+                part.attention_mask[:, :length],
+                part.stats_mask[:, :length],
+                self.language,
+            )
+
+    @property
+    def real_lengths(self) -> Int64[Tensor, " window"]:
+        """Each window's length up to its last real token (right padding excluded)."""
+        mask = self.attention_mask
+        positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)
+        return (positions * mask).amax(dim=1)
 
     def to(self, device: torch.device | str) -> TokenWindows:
         """The same windows on ``device``."""
@@ -116,6 +141,20 @@ class TokenWindows:
             f"TokenWindows({lang}{len(self)} windows x {self.seq_len} positions, "
             f"{self.n_tokens} counted tokens)"
         )
+
+
+def _trimmed_slices(
+    lengths: Int64[Tensor, " window"], seq_len: int, batch_size: int
+) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive batches that never mix full and shorter windows."""
+    full = (lengths == seq_len).tolist()
+    start = 0
+    while start < len(full):
+        stop = start + 1
+        while stop < len(full) and stop - start < batch_size and full[stop] == full[start]:
+            stop += 1
+        yield start, stop
+        start = stop
 
 
 def tokenizer_adds_bos(tokenizer: Any) -> bool:

@@ -144,7 +144,7 @@ def perplexity(
     device = model_device(model)
     window_nll: list[Tensor] = []
     window_tokens: list[Tensor] = []
-    batches = list(windows.batches(batch_size))
+    batches = list(windows.batches(batch_size, trim=True))
     for batch in tqdm(batches, desc="perplexity", disable=not progress):
         batch = batch.to(device)
         nll, count = window_nll_sums(

@@ -30,7 +30,10 @@ class LapeConfig:
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     output: Path = Path("lsn_runs/lape")
     stats_tokens: int = 20_000
-    eval_tokens: int = 512
+    eval_tokens: int = 16_352
+    """Held-out tokens per language for the PPL matrix: 32 windows of 511 predicted tokens,
+    measured to keep every own-PPL ratio's 95 % interval within ±10 % on the embedded
+    default (benchmarks/bench_lape_budget.py; docs/lape.md, "Evaluation budget")."""
     detector: str = "lape"
     top_rate: float = 0.01
     filter_rate: float = 0.95
