@@ -83,6 +83,10 @@ BAD: dict[str, list[Any]] = {
     "context": [-1, 1.5],
     "max_neurons": [0],
     "report_to": ["bogus", "TensorBoard", ""],
+    "resamples": [0, -1, 2.5],
+    "confidence": [0, 1, 1.5, math.nan],
+    "bootstrap_seed": [-1, 1.5],
+    "seeds": [(), (0, 0), (-1,)],
 }
 """Field → values its rule must refuse (out of range, malformed, wrong type)."""
 

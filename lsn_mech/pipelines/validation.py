@@ -337,6 +337,16 @@ FIELD_RULES: dict[str, Rule] = {
     "max_neurons": count(1),
     # reporting
     "report_to": choice("none", "tensorboard", "wandb"),
+    # uncertainty (issue 14)
+    "resamples": count(1),
+    "confidence": Rule("a level in (0, 1), e.g. 0.95", lambda v: _is_number(v) and 0 < v < 1),
+    "bootstrap_seed": seed(),
+    "seeds": Rule(
+        "one or more different seeds, each an integer in [0, 2**63)",
+        lambda v: (
+            bool(v) and len(set(v)) == len(v) and all(_is_int(s) and 0 <= s < 2**63 for s in v)
+        ),
+    ),
 }
 """Field name → what its value must be, the same in every job."""
 
@@ -347,6 +357,7 @@ UNCHECKED_FIELDS: dict[str, str] = {
     "detectors": "checked by TransferConfig.check against the detector registry",
     "learned_car": "a bool; the config parser refuses anything else",
     "transfer": "a bool; the config parser refuses anything else",
+    "resume": "a bool; the config parser refuses anything else",
 }
 """Fields with no `FIELD_RULES` entry, and where they are checked instead (a test
 asserts every field of every job is in one of the two tables)."""
