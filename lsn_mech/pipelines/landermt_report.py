@@ -304,16 +304,17 @@ def significance_lines(comparisons: list[Any], config: Any) -> list[str]:
     ]
     lines = ["## Significance: LANDeRMT against each method", "", markdown_table(header, rows), ""]
     lines += [significance_note(bootstrap), ""]
-    for verdict in (HOLDS, REVERSED, UNDECIDED):
-        found = sorted(
-            {
-                f"{METHOD_LABELS.get(c.method, c.method)} ({c.direction}, "
-                f"{'BLEU' if c.metric == 'bleu' else 'chrF'})"
+    for metric, name in (("bleu", "BLEU"), ("chrf", "chrF")):
+        for verdict in (HOLDS, REVERSED, UNDECIDED):
+            found = [
+                f"{METHOD_LABELS.get(c.method, c.method)} ({c.direction})"
                 for c in comparisons
-                if c.verdict == verdict and c.metric == "bleu"
-            }
-        )
-        label = {HOLDS: "holds", REVERSED: "is reversed", UNDECIDED: "is not decided"}[verdict]
-        lines.append(f"- 'LANDeRMT > method' (BLEU) {label} for: {', '.join(found) or 'none'}.")
+                if c.verdict == verdict and c.metric == metric
+            ]
+            label = {HOLDS: "holds", REVERSED: "is reversed", UNDECIDED: "is not decided"}
+            lines.append(
+                f"- 'LANDeRMT > method' by {name} {label[verdict]} for: "
+                f"{', '.join(found) or 'none'}."
+            )
     lines.append("")
     return lines
