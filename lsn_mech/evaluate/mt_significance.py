@@ -8,6 +8,7 @@ rather than `lsn_mech.intervals`, and only read off percentiles at the requested
 
 ```python
 from lsn_mech import intervals
+from lsn_mech.errors import LsnMechError
 from lsn_mech.evaluate.mt_significance import sacrebleu_metrics, metric_intervals, compare_systems
 
 metrics = sacrebleu_metrics("fr")
@@ -33,6 +34,7 @@ from typing import Any
 import torch
 
 from lsn_mech import intervals
+from lsn_mech.errors import LsnMechError
 from lsn_mech.intervals import Bootstrap, Estimate, PairedTest
 
 SACREBLEU_SEED_BASE = 12345
@@ -42,6 +44,10 @@ TEST_NAME = "sacreBLEU paired bootstrap resampling (paired_bs, Koehn 2004)"
 """The test behind every p-value here, as reports name it."""
 
 METRICS = ("bleu", "chrf")
+
+
+class SystemsMismatchError(LsnMechError, ValueError):
+    """Two systems compared on different test sets (different numbers of sentences)."""
 
 
 def sacrebleu_seed(settings: Bootstrap) -> int:
@@ -127,7 +133,7 @@ def compare_systems(
     from sacrebleu.significance import PairedTest as SacrePairedTest
 
     if not len(system) == len(baseline) == len(references):
-        raise ValueError(
+        raise SystemsMismatchError(
             f"{len(system)} system and {len(baseline)} baseline hypotheses for "
             f"{len(references)} references; compare translations of the same test set."
         )
