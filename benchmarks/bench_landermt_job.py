@@ -6,9 +6,11 @@
     python benchmarks/bench_landermt_job.py --steps 200 \
         --directions en-fr fr-en en-zh zh-en en-de de-en      # the issue's reduced run
 
-Measured on 2 CPU cores (Gemma 3 270M, float32): the defaults (three directions, 45 steps)
-took 51 minutes; the six-direction 200-step run 6,669 s (1 h 51 min), of which full
-finetuning 1,669 s and each other trained method 840-1,000 s. Tables in docs/landermt.md.
+Measured on 2 CPU cores (Gemma 3 270M, float32), with 20 test pairs per direction (the
+default before issue 14; it is 200 now, see bench_landermt_significance.py): the defaults
+(three directions, 45 steps) took 51 minutes; the six-direction 200-step run 6,669 s
+(1 h 51 min), of which full finetuning 1,669 s and each other trained method 840-1,000 s.
+Tables in docs/landermt.md.
 
 Runs `lsn_mech.pipelines.run_landermt` (what `lsn-mech landermt` runs) into OUTPUT and
 writes ``benchmarks/results/landermt.json``: seconds per stage, BLEU/chrF per method and

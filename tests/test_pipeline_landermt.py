@@ -29,6 +29,7 @@ def tiny_config(tmp_path, **changes) -> LandermtConfig:  # type: ignore[no-untyp
         max_new_tokens=6,
         eval_batch_size=4,
         shots=2,
+        resamples=100,  # intervals and tests on 3 sentences: resampling cost, not accuracy
     )
     values.update(changes)
     return LandermtConfig(**values)

@@ -35,6 +35,14 @@ from lsn_mech.corpora.translation import (
     translation_examples,
 )
 from lsn_mech.errors import EmptyCorpusError, LsnMechError
+from lsn_mech.evaluate.mt_significance import (
+    METRICS,
+    compare_systems,
+    metric_intervals,
+    sacrebleu_metrics,
+)
+from lsn_mech.intervals import DEFAULT as DEFAULT_BOOTSTRAP
+from lsn_mech.intervals import Bootstrap, Estimate, PairedTest, interval_header
 from lsn_mech.models.protocol import model_id
 from lsn_mech.models.runtime import generate as runtime_generate
 from lsn_mech.models.runtime.generate import GenerationError
@@ -65,6 +73,17 @@ class TranslationEvalError(LsnMechError, ValueError):
 
 
 # ----- scores -----------------------------------------------------------------------------
+def _interval_provenance(bootstrap: Bootstrap) -> dict[str, Any]:
+    """What a result records of its intervals: the settings, and sacreBLEU's seed."""
+    from lsn_mech.evaluate.mt_significance import sacrebleu_seed
+
+    return {
+        **bootstrap.to_dict(),
+        "method": "sacreBLEU bootstrap resampling of sentences, percentile interval",
+        "sacrebleu_seed": sacrebleu_seed(bootstrap),
+    }
+
+
 def bleu_tokenizer(target_language: str) -> str:
     """The sacreBLEU tokenizer used for a target language (see `BLEU_TOKENIZERS`)."""
     base = target_language.lower().replace("_", "-").split("-")[0]
@@ -73,16 +92,65 @@ def bleu_tokenizer(target_language: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TranslationScores(PlainRecord):
-    """Corpus BLEU and chrF of ``n`` sentences, each with its sacreBLEU signature."""
+    """Corpus BLEU and chrF of ``n`` sentences, each with its sacreBLEU signature.
+
+    The ``*_low`` / ``*_high`` bounds are the interval at ``level`` from sacreBLEU's
+    bootstrap over the sentences (`lsn_mech.evaluate.mt_significance`); ``None`` when no
+    interval was asked for (and in files written before intervals existed)."""
 
     bleu: float
     chrf: float
     bleu_signature: str
     chrf_signature: str
     n: int
+    bleu_low: float | None = None
+    bleu_high: float | None = None
+    chrf_low: float | None = None
+    chrf_high: float | None = None
+    level: float = 0.95
+
+    @property
+    def has_interval(self) -> bool:
+        return self.bleu_low is not None and self.chrf_low is not None
+
+    def estimate(self, metric: str) -> Estimate:
+        """``"bleu"`` or ``"chrf"`` as an `Estimate` (NaN bounds without an interval)."""
+        if metric not in METRICS:
+            raise TranslationEvalError(f"metric must be 'bleu' or 'chrf', got {metric!r}.")
+        low, high = getattr(self, f"{metric}_low"), getattr(self, f"{metric}_high")
+        if low is None or high is None:
+            return Estimate.point(getattr(self, metric), self.level)
+        return Estimate(getattr(self, metric), low, high, self.level)
+
+    @property
+    def bleu_interval(self) -> Estimate:
+        return self.estimate("bleu")
+
+    @property
+    def chrf_interval(self) -> Estimate:
+        return self.estimate("chrf")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields; the bounds and level only when there is an interval (so scores
+        without one write what they wrote before intervals existed)."""
+        data = dataclasses.asdict(self)
+        if not any(data[f"{m}_{side}"] is not None for m in METRICS for side in ("low", "high")):
+            for key in ("bleu_low", "bleu_high", "chrf_low", "chrf_high", "level"):
+                del data[key]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TranslationScores:
+        """Like `PlainRecord.from_dict`; files from before intervals lack the bounds."""
+        optional = {"bleu_low", "bleu_high", "chrf_low", "chrf_high", "level"}
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in optional}
+        return super().from_dict({**defaults, **data})
 
     def __str__(self) -> str:
-        return f"BLEU {self.bleu:.2f} ({self.bleu_signature}), chrF {self.chrf:.2f}, n={self.n}"
+        return (
+            f"BLEU {self.bleu_interval.format()} ({self.bleu_signature}), "
+            f"chrF {self.chrf_interval.format()}, n={self.n}"
+        )
 
 
 def translation_scores(
@@ -92,6 +160,7 @@ def translation_scores(
     target_language: str,
     tokenize: str | None = None,
     smooth_method: str = "none",
+    bootstrap: Bootstrap | None = None,
 ) -> TranslationScores:
     """sacreBLEU corpus BLEU and chrF (one reference per sentence).
 
@@ -100,9 +169,9 @@ def translation_scores(
     ``"exp"``, which differs only when some n-gram order has no match at all: then
     ``"none"`` gives 0 — small models on short test sets can hit this). chrF is
     sacreBLEU's default (character 6-grams, no word n-grams) and needs no tokenizer.
+    ``bootstrap`` (e.g. ``intervals.Bootstrap()``) adds each score's interval from
+    sacreBLEU's bootstrap resampling of the sentences; ``None`` (default): scores only.
     """
-    from sacrebleu.metrics import BLEU, CHRF
-
     if len(hypotheses) != len(references):
         raise TranslationEvalError(
             f"{len(hypotheses)} hypotheses but {len(references)} references; pass one "
@@ -110,16 +179,24 @@ def translation_scores(
         )
     if not hypotheses:
         raise EmptyCorpusError("No sentence to score: pass at least one hypothesis.")
-    hyps, refs = [str(h) for h in hypotheses], [[str(r) for r in references]]
-    bleu = BLEU(tokenize=tokenize or bleu_tokenizer(target_language), smooth_method=smooth_method)
-    chrf = CHRF()
-    return TranslationScores(
-        bleu=float(bleu.corpus_score(hyps, refs).score),
-        chrf=float(chrf.corpus_score(hyps, refs).score),
+    hyps, refs = [str(h) for h in hypotheses], [str(r) for r in references]
+    metrics = sacrebleu_metrics(tokenize or bleu_tokenizer(target_language), smooth_method)
+    bleu, chrf = metrics["bleu"], metrics["chrf"]
+    scores = TranslationScores(
+        bleu=float(bleu.corpus_score(hyps, [refs]).score),
+        chrf=float(chrf.corpus_score(hyps, [refs]).score),
         bleu_signature=str(bleu.get_signature()),
         chrf_signature=str(chrf.get_signature()),
         n=len(hyps),
     )
+    if bootstrap is None:
+        return scores
+    found = metric_intervals(hyps, refs, metrics, bootstrap)
+    bounds: dict[str, Any] = {"level": float(bootstrap.level)}
+    for name, estimate in found.items():
+        if estimate.has_interval:
+            bounds |= {f"{name}_low": estimate.low, f"{name}_high": estimate.high}
+    return dataclasses.replace(scores, **bounds)
 
 
 # ----- prompts ----------------------------------------------------------------------------
@@ -331,6 +408,48 @@ class TranslationResult(ScoredResult):
     def direction(self) -> str:
         return f"{self.src_lang}-{self.tgt_lang}"
 
+    def _metric_options(self) -> tuple[str, str]:
+        """The BLEU tokenizer and smoothing these scores used, read back from the signature."""
+        fields = dict(
+            part.split(":", 1) for part in self.scores.bleu_signature.split("|") if ":" in part
+        )
+        return fields.get("tok", bleu_tokenizer(self.tgt_lang)), fields.get("smooth", "none")
+
+    def metrics(self) -> dict[str, Any]:
+        """The sacreBLEU metrics these scores came from, to re-score or resample the same way."""
+        return sacrebleu_metrics(*self._metric_options())
+
+    def with_intervals(self, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> TranslationResult:
+        """A copy whose scores carry BLEU/chrF intervals (sacreBLEU's bootstrap over the
+        sentences), the settings recorded in provenance under ``"intervals"``."""
+        scores = translation_scores(
+            self.hypotheses,
+            self.references,
+            target_language=self.tgt_lang,
+            tokenize=self._metric_options()[0],
+            smooth_method=self._metric_options()[1],
+            bootstrap=bootstrap,
+        )
+        parameters = {**self.provenance.parameters, "intervals": _interval_provenance(bootstrap)}
+        return dataclasses.replace(
+            self, scores=scores, provenance=self.provenance.replace(parameters=parameters)
+        )
+
+    def compare(
+        self, baseline: TranslationResult, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP
+    ) -> dict[str, PairedTest]:
+        """This system against ``baseline`` on the same test sentences: ``{"bleu": ...,
+        "chrf": ...}``, each the difference (this − baseline) with its paired interval and
+        sacreBLEU's paired-bootstrap p-value (`mt_significance.compare_systems`)."""
+        if self.references != baseline.references:
+            raise TranslationEvalError(
+                f"{self.direction} and {baseline.direction} were scored on different "
+                "references; compare two systems' translations of the same test set."
+            )
+        return compare_systems(
+            self.hypotheses, baseline.hypotheses, self.references, self.metrics(), bootstrap
+        )
+
     def tabulate(self) -> ResultTable:
         """One row per sentence: source, reference, hypothesis, prompt."""
         rows = zip(self.sources, self.references, self.hypotheses, self.prompts)
@@ -367,6 +486,7 @@ def evaluate_translation(
     batch_size: int = 8,
     tokenize: str | None = None,
     progress: bool = True,
+    bootstrap: Bootstrap | None = None,
 ) -> TranslationResult:
     """Translate one direction's test examples and score them.
 
@@ -374,7 +494,9 @@ def evaluate_translation(
     (their own prompts). ``shots > 0`` puts that many demonstrations from
     ``train_examples`` (drawn per query with `icl_shots`, seeded by ``seed``) before
     each prompt: the paper's in-context baseline uses 5. ``max_examples`` keeps the
-    first rows. References are the ``tgt_text`` column.
+    first rows. References are the ``tgt_text`` column. ``bootstrap`` (e.g.
+    ``intervals.Bootstrap(resamples=1000, level=0.95, seed=0)``) adds BLEU/chrF intervals
+    from sacreBLEU's bootstrap over the sentences; ``None`` (default) scores only.
     """
     if not isinstance(examples, Dataset) or len(examples) == 0:
         raise EmptyCorpusError("Pass a non-empty datasets.Dataset of test examples.")
@@ -409,7 +531,10 @@ def evaluate_translation(
         progress=progress,
     )
     references = [one_line(str(r["tgt_text"])) for r in rows]
-    scores = translation_scores(hypotheses, references, target_language=tgt_lang, tokenize=tokenize)
+    scores = translation_scores(
+        hypotheses, references, target_language=tgt_lang, tokenize=tokenize, bootstrap=bootstrap
+    )
+    extra = {"intervals": _interval_provenance(bootstrap)} if bootstrap is not None else {}
     return TranslationResult(
         src_lang=src_lang,
         tgt_lang=tgt_lang,
@@ -430,6 +555,7 @@ def evaluate_translation(
                 "decoding": "greedy, stop at the first newline or EOS",
                 "bleu_signature": scores.bleu_signature,
                 "chrf_signature": scores.chrf_signature,
+                **extra,
             },
             library_version=__version__,
         ),
@@ -483,9 +609,28 @@ class TranslationTable(Result):
             values = {(r["src"], r["tgt"]): r[metric] for r in rows}
             matrix = [[s, *(values.get((s, t)) for t in targets)] for s in sources]
             return ResultTable(["src", *targets], matrix)
-        fields = ["direction", "src", "tgt", "n", "bleu", "chrf"]
-        fields += ["bleu_signature", "chrf_signature"]
-        return ResultTable(fields, [[row[f] for f in fields] for row in self.rows()])
+        if not self.has_intervals:  # the columns files had before intervals existed
+            fields = ["direction", "src", "tgt", "n", "bleu", "chrf"]
+            fields += ["bleu_signature", "chrf_signature"]
+            return ResultTable(fields, [[row[f] for f in fields] for row in self.rows()])
+        header = ["direction", "src", "tgt", "n", *interval_header("bleu")]
+        header += [*interval_header("chrf"), "level", "bleu_signature", "chrf_signature"]
+        rows = []
+        for row, scores in zip(self.rows(), self.scores.values()):
+            rows.append(
+                [
+                    *(row["direction"], row["src"], row["tgt"], row["n"]),
+                    *scores.bleu_interval.cells(),
+                    *scores.chrf_interval.cells(),
+                    *(scores.level, row["bleu_signature"], row["chrf_signature"]),
+                ]
+            )
+        return ResultTable(header, rows)
+
+    @property
+    def has_intervals(self) -> bool:
+        """Whether any direction's scores carry intervals."""
+        return any(s.has_interval for s in self.scores.values())
 
     @classmethod
     def _revive(cls, fields: dict[str, Any]) -> dict[str, Any]:
@@ -516,8 +661,22 @@ class TranslationTable(Result):
         if kind == "bar":
             import plotly.graph_objects as go
 
+            estimates = [s.estimate(metric) for s in self.scores.values()]
+            error = None
+            if self.has_intervals:  # asymmetric bars; NaN where a direction has none
+                error = {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [e.high - e.value for e in estimates],
+                    "arrayminus": [e.value - e.low for e in estimates],
+                }
             figure = go.Figure(
-                go.Bar(x=[r["direction"] for r in rows], y=[r[metric] for r in rows])
+                go.Bar(
+                    x=[r["direction"] for r in rows],
+                    y=[r[metric] for r in rows],
+                    error_y=error,
+                    hovertext=[e.format() for e in estimates],
+                )
             )
             figure.update_layout(title=title, xaxis_title="direction", yaxis_title=label)
             return figure
@@ -527,7 +686,7 @@ class TranslationTable(Result):
         targets = sorted({r["tgt"] for r in rows})
         values = {(r["src"], r["tgt"]): float(r[metric]) for r in rows}
         matrix = [[values.get((s, t), float("nan")) for t in targets] for s in sources]
-        return heatmap(
+        figure = heatmap(
             matrix,
             sources,
             targets,
@@ -536,8 +695,26 @@ class TranslationTable(Result):
             column_title="target",
             colorbar=label,
         )
+        if self.has_intervals:  # the interval in the hover text of each cell
+            found = {
+                tuple(d.partition("-")[::2]): sc.estimate(metric).format()
+                for d, sc in self.scores.items()
+            }
+            figure.data[0].customdata = [[found.get((s, t), "") for t in targets] for s in sources]
+            figure.data[0].hovertemplate = (
+                "source %{y} → target %{x}<br>" + label + " %{customdata}<extra></extra>"
+            )
+        return figure
 
     def __str__(self) -> str:
+        if self.has_intervals:
+            lines = [f"{'direction':<12}{'n':>6}  {'BLEU':<24}{'chrF':<24}"]
+            for direction, s in self.scores.items():
+                lines.append(
+                    f"{direction:<12}{s.n:>6}  {s.bleu_interval.format():<24}"
+                    f"{s.chrf_interval.format():<24}".rstrip()
+                )
+            return "\n".join(lines)
         lines = [f"{'direction':<12}{'n':>6}{'BLEU':>8}{'chrF':>8}"]
         for r in self.rows():
             lines.append(f"{r['direction']:<12}{r['n']:>6}{r['bleu']:>8.2f}{r['chrf']:>8.2f}")

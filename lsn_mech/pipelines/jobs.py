@@ -165,6 +165,11 @@ LANDERMT_HELP = {
     "transfer": "also train on each direction alone and evaluate all (Fig. 3)",
     "report_to": "report each trained method's loss, learning rate, throughput and scores "
     "to TensorBoard or W&B, under OUTPUT/runs",
+    "resamples": "bootstrap resamples of the test sentences (BLEU/chrF intervals, tests)",
+    "confidence": "level of the intervals; tests decide at 1 - confidence",
+    "bootstrap_seed": "seed of the resampling (sacreBLEU runs with 12345 + this)",
+    "seeds": "training seeds of the training-based methods (mean ± sd over them)",
+    "resume": "reuse the finished method runs saved in OUTPUT/methods (a killed job resumes)",
 }
 
 TRANSFER_HELP = {

@@ -19,14 +19,17 @@ import torch
 from torch import Tensor
 
 from lsn_mech.errors import LsnMechError
+from lsn_mech.intervals import Bootstrap, Estimate, SeedSummary, seed_summary
 from lsn_mech.pipelines.inputs import load_job_model
 from lsn_mech.pipelines.landermt_methods import (
     ALL_METHODS,
     FIVE_SHOT,
     METHOD_LABELS,  # noqa: F401  (still importable from this module)
-    TRAINED_METHODS,  # noqa: F401
+    TRAINED_METHODS,
     ZERO_SHOT,
 )
+from lsn_mech.pipelines.landermt_records import load_method_run, save_method_run
+from lsn_mech.pipelines.landermt_significance import compare_with_landermt
 from lsn_mech.pipelines.stages import start_job
 from lsn_mech.pipelines.validation import check_fits_model, validate_config
 
@@ -49,7 +52,7 @@ class LandermtConfig:
     directions: tuple[str, ...] = ("en-fr", "en-zh", "en-de")
     output: Path = Path("lsn_runs/landermt")
     train_pairs: int = 2_000
-    test_pairs: int = 20
+    test_pairs: int = 200
     seed: int = 0
     # detection
     k: int = 4
@@ -77,6 +80,13 @@ class LandermtConfig:
     max_new_tokens: int = 48
     eval_batch_size: int = 8
     transfer: bool = False
+    # uncertainty: BLEU/chrF intervals and paired tests (sacreBLEU's bootstrap), and the
+    # training seeds of the training-based methods (mean ± sd over them)
+    resamples: int = 1000
+    confidence: float = 0.95
+    bootstrap_seed: int = 0
+    seeds: tuple[int, ...] = (0,)
+    resume: bool = False
     device: str | None = None
     dtype: str | None = None
     report_to: str = "none"
@@ -111,12 +121,29 @@ class LandermtConfig:
             )
         if self.steps < 1 or self.batch_size < 1 or self.test_pairs < 1:
             raise LandermtConfigError("steps, batch_size and test_pairs must be at least 1.")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise LandermtConfigError(
+                f"seeds must name one or more different seeds, got {list(self.seeds)}; "
+                "e.g. --seeds 0 1 2."
+            )
+
+    def bootstrap(self) -> Bootstrap:
+        """The interval and test settings (``--resamples --confidence --bootstrap-seed``)."""
+        return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
+
+    def result_key(self) -> dict[str, Any]:
+        """The settings a method's translations depend on: a saved method run is reused
+        by ``--resume`` only when they are unchanged (intervals are recomputed anyway)."""
+        skip = {"output", "methods", "seeds", "transfer", "report_to", "resume"}
+        skip |= {"resamples", "confidence", "bootstrap_seed"}
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["output"] = str(self.output)
         data["directions"] = list(self.directions)
         data["methods"] = list(self.methods)
+        data["seeds"] = list(self.seeds)
         return data
 
 
@@ -132,10 +159,75 @@ class MethodResult:
     eval_seconds: float
     final_loss: float | None = None
     unchanged_outside_masks: bool | None = None
+    #: each direction's score with its interval (sacreBLEU's bootstrap over the test
+    #: sentences) for the first seed; empty in results from before intervals existed
+    bleu_intervals: dict[str, Estimate] = dataclasses.field(default_factory=dict)
+    chrf_intervals: dict[str, Estimate] = dataclasses.field(default_factory=dict)
+    #: ``{direction: {seed: score}}`` of a training-based method run with several seeds
+    #: (``bleu``/``chrf`` then hold the mean over the seeds); one seed otherwise
+    bleu_per_seed: dict[str, dict[int, float]] = dataclasses.field(default_factory=dict)
+    chrf_per_seed: dict[str, dict[int, float]] = dataclasses.field(default_factory=dict)
 
     @property
     def mean_bleu(self) -> float:
         return sum(self.bleu.values()) / len(self.bleu)
+
+    def seed_summary(self, direction: str, metric: str = "bleu") -> SeedSummary:
+        """Mean ± sd over the seeds and each seed's value (one seed: sd 0)."""
+        per_seed = (self.bleu_per_seed if metric == "bleu" else self.chrf_per_seed).get(direction)
+        if not per_seed:
+            return seed_summary({0: (self.bleu if metric == "bleu" else self.chrf)[direction]})
+        return seed_summary(per_seed)
+
+    def estimate(self, direction: str, metric: str = "bleu") -> Estimate:
+        """The first seed's score with its interval (a point without one)."""
+        found = (self.bleu_intervals if metric == "bleu" else self.chrf_intervals).get(direction)
+        if found is not None:
+            return found
+        return Estimate.point((self.bleu if metric == "bleu" else self.chrf)[direction])
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MethodResult:
+        """Inverse of `to_dict`; files from before intervals and seeds load too."""
+        fields = dict(data)
+        for name in ("bleu_intervals", "chrf_intervals"):
+            fields[name] = {d: Estimate.from_dict(e) for d, e in fields.get(name, {}).items()}
+        for name in ("bleu_per_seed", "chrf_per_seed"):
+            fields[name] = {
+                d: {int(s): float(v) for s, v in by_seed.items()}
+                for d, by_seed in fields.get(name, {}).items()
+            }
+        return cls(**fields)
+
+
+def combine_seeds(per_seed: Mapping[int, MethodResult]) -> MethodResult:
+    """One table row from a method's runs with several seeds: ``bleu``/``chrf`` the mean
+    over seeds, every seed's score kept, the intervals and final loss of the first seed,
+    training seconds the mean per seed, "unchanged outside the masks" only if in every run."""
+    runs = list(per_seed.values())
+    first = runs[0]
+    if len(runs) == 1:
+        return dataclasses.replace(
+            first,
+            bleu_per_seed={d: {s: r.bleu[d] for s, r in per_seed.items()} for d in first.bleu},
+            chrf_per_seed={d: {s: r.chrf[d] for s, r in per_seed.items()} for d in first.chrf},
+        )
+    bleu = {d: {s: r.bleu[d] for s, r in per_seed.items()} for d in first.bleu}
+    chrf = {d: {s: r.chrf[d] for s, r in per_seed.items()} for d in first.chrf}
+    flags = {r.unchanged_outside_masks for r in runs}
+    return dataclasses.replace(
+        first,
+        bleu={d: seed_summary(v).mean for d, v in bleu.items()},
+        chrf={d: seed_summary(v).mean for d, v in chrf.items()},
+        train_seconds=round(sum(r.train_seconds for r in runs) / len(runs), 1),
+        eval_seconds=round(sum(r.eval_seconds for r in runs) / len(runs), 1),
+        unchanged_outside_masks=(None if flags == {None} else flags == {True}),
+        bleu_per_seed=bleu,
+        chrf_per_seed=chrf,
+    )
 
 
 @dataclasses.dataclass
@@ -150,6 +242,8 @@ class LandermtReport:
     samples: dict[str, dict[str, list[str]]]
     transfer: dict[str, dict[str, float]] | None
     seconds: dict[str, float]
+    #: LANDeRMT against each other method (`landermt_significance.Comparison`)
+    significance: list[Any] = dataclasses.field(default_factory=list)
 
     @property
     def report_path(self) -> Path:
@@ -312,6 +406,7 @@ def _evaluate(
             max_new_tokens=config.max_new_tokens,
             batch_size=config.eval_batch_size,
             progress=False,
+            bootstrap=config.bootstrap(),
         )
     return results
 
@@ -436,6 +531,8 @@ def run_method(
         eval_seconds=round(time.perf_counter() - eval_start, 1),
         final_loss=(log.steps[-1].loss if log is not None and log.steps else None),
         unchanged_outside_masks=unchanged,
+        bleu_intervals={d: r.scores.bleu_interval for d, r in evaluated.items()},
+        chrf_intervals={d: r.scores.chrf_interval for d, r in evaluated.items()},
     )
     if tracker is not None:
         _report_scores(tracker, result, step=len(log.steps) if log is not None else 0)
@@ -556,32 +653,52 @@ def run_landermt(
             projection.save(output / f"projection_{kind}.json")
     results: dict[str, MethodResult] = {}
     translations: dict[str, dict[str, Any]] = {}
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
     for method in config.methods:
         with timer(f"method {method}"):
-            result, evaluated, (train_log, _, _) = run_method(
-                method,
-                bridge,
-                tokenizer,
-                batches,
-                test,
-                config,
-                layers=layers,
-                split=split,
-                awareness=awareness,
-                train=train,
-                progress=progress,
-            )
-            results[method] = result
-            translations[method] = evaluated
-            for direction, evaluation in evaluated.items():
-                evaluation.save(output / "translations" / f"{method}_{direction}.json")
-            if train_log is not None:
-                train_log.save(output / "training" / f"{method}.json")
-            log(
-                f"[landermt] {method}: BLEU "
-                + ", ".join(f"{d} {v:.2f}" for d, v in result.bleu.items())
-            )
+            per_seed: dict[int, MethodResult] = {}
+            seeds = config.seeds if method in TRAINED_METHODS else config.seeds[:1]
+            for index, seed in enumerate(seeds):
+                suffix = "" if index == 0 else f"_seed{seed}"
+                saved = load_method_run(output, method, seed, config) if config.resume else None
+                if saved is not None:
+                    per_seed[seed] = MethodResult.from_dict(saved[0])
+                    runs.setdefault(method, {})[seed] = saved[1]
+                    log(f"[landermt] {method} (seed {seed}): reused the saved run (--resume)")
+                    continue
+                torch.manual_seed(seed)
+                seed_batches = (
+                    batches
+                    if seed == config.seed
+                    else training_batches(tokenizer, train, dataclasses.replace(config, seed=seed))
+                )
+                result, evaluated, (train_log, _, _) = run_method(
+                    method,
+                    bridge,
+                    tokenizer,
+                    seed_batches,
+                    test,
+                    config,
+                    layers=layers,
+                    split=split,
+                    awareness=awareness,
+                    train=train,
+                    progress=progress,
+                    run_name=f"{method}{suffix}",
+                )
+                per_seed[seed], runs.setdefault(method, {})[seed] = result, evaluated
+                if train_log is not None:
+                    train_log.save(output / "training" / f"{method}{suffix}.json")
+                save_method_run(output, method, seed, config, result, evaluated, suffix)
+                gc.collect()
+            results[method] = combine_seeds(per_seed)
+            translations[method] = runs[method][seeds[0]]
+            row = results[method]
+            bleu = ", ".join(f"{d} {row.estimate(d).format()}" for d in row.bleu)
+            log(f"[landermt] {method}: BLEU {bleu}")
         gc.collect()
+    with timer("significance (sacreBLEU paired bootstrap)"):
+        significance = compare_with_landermt(runs, config.bootstrap())
     transfer = None
     if config.transfer:
         with timer("transfer matrix (Fig. 3)"):
@@ -622,6 +739,7 @@ def run_landermt(
         samples=samples,
         transfer=transfer,
         seconds=seconds,
+        significance=significance,
     )
     write_landermt_report(report, config=config, projections=projections)
     timer.finish(output)

@@ -10,15 +10,32 @@ from collections.abc import Mapping
 from typing import Any
 
 from lsn_mech.files import atomic_write_json, atomic_write_text
+from lsn_mech.intervals import interval_header
 from lsn_mech.pipelines.landermt_methods import METHOD_LABELS
+from lsn_mech.pipelines.landermt_significance import (
+    HOLDS,
+    REVERSED,
+    UNDECIDED,
+    significance_note,
+)
 from lsn_mech.pipelines.report import figure_markdown, skipped_images_line
 from lsn_mech.pipelines.report_html import write_report_html
 from lsn_mech.plots.export import PLOTLY_JS, save_figures
 from lsn_mech.results import markdown_table
 
 
+def _bleu_cell(result: Any, direction: str) -> str:
+    """The first seed's BLEU with its interval, and mean ± sd when there are several seeds."""
+    cell = result.estimate(direction).format(".2f")
+    summary = result.seed_summary(direction)
+    if len(summary.values) > 1:
+        cell += f"; seeds {summary.format('.2f')}"
+    return cell
+
+
 def results_rows(results: Mapping[str, Any], directions: list[str]) -> list[list[str]]:
-    """Table 1/2 rows: method, trainable parameters, BLEU per direction, mean BLEU and chrF."""
+    """Table 1/2 rows: method, trainable parameters, BLEU per direction (with its interval,
+    and mean ± sd over seeds), mean BLEU and chrF."""
     rows = []
     for method, result in results.items():
         mean_chrf = sum(result.chrf.values()) / len(result.chrf)
@@ -26,7 +43,7 @@ def results_rows(results: Mapping[str, Any], directions: list[str]) -> list[list
             [
                 METHOD_LABELS.get(method, method),
                 f"{result.trainable_parameters:,}" if result.trainable_parameters else "0",
-                *(f"{result.bleu[d]:.2f}" for d in directions),
+                *(_bleu_cell(result, d) for d in directions),
                 f"{result.mean_bleu:.2f}",
                 f"{mean_chrf:.1f}",
                 f"{result.train_seconds:.0f}",
@@ -41,11 +58,22 @@ def _bleu_figure(results: Mapping[str, Any], directions: list[str]) -> Any:
 
     figure = go.Figure()
     for method, result in results.items():
+        estimates = [result.estimate(d) for d in directions]
         figure.add_trace(
             go.Bar(
                 name=METHOD_LABELS.get(method, method),
                 x=directions,
-                y=[result.bleu[d] for d in directions],
+                y=[e.value for e in estimates],  # the first seed's, as its error bar
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [e.high - e.value for e in estimates],
+                    "arrayminus": [e.value - e.low for e in estimates],
+                },
+                hovertext=[
+                    f"{e.format()}; seeds {result.seed_summary(d).format()}"
+                    for e, d in zip(estimates, directions)
+                ],
             )
         )
     figure.update_layout(barmode="group", title="BLEU per direction", yaxis_title="BLEU")
@@ -103,9 +131,12 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
+    write_scores_csv(output / "scores.csv", report.results, directions)
     atomic_write_json(
         output / "results.json", {m: dataclasses.asdict(r) for m, r in report.results.items()}
     )
+    significance = getattr(report, "significance", [])
+    atomic_write_json(output / "significance.json", [c.to_dict() for c in significance])
     atomic_write_json(output / "samples.json", report.samples)
 
     split = report.split
@@ -166,6 +197,14 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
     ]
     if "bleu" in saved:
         lines += [figure_markdown(saved["bleu"], "BLEU per direction and method"), ""]
+    lines += [
+        f"BLEU cells: the first seed's score with its {config.confidence:.0%} interval "
+        f"(sacreBLEU's bootstrap over the {config.test_pairs} test sentences, "
+        f"{config.resamples} resamples); training-based methods add mean ± sd over the "
+        f"seeds {list(config.seeds)}. Every bound is in `scores.csv`.",
+        "",
+    ]
+    lines += significance_lines(significance, config)
     zero = report.results.get("0-shot")
     ours = report.results.get("landermt")
     full = report.results.get("full")
@@ -206,7 +245,9 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         "## Files",
         "",
         "- `layers.json` (`detect.LayerSelection.load`), `neurons/` (`detect.AwarenessSplit.load`)",
-        "- `results.csv`, `results.json`, `samples.json`, `translations/*.json`, `training/*.json`",
+        "- `results.csv`, `results.json`, `scores.csv` (BLEU/chrF with bounds, per seed), "
+        "`significance.json`, `samples.json`, `translations/*.json`, `training/*.json`, "
+        "`methods/*.json` (what `--resume` reuses)",
         "- `report.html`: this report with its figures, for a browser (opens offline)",
         "- figures: " + ", ".join(f"`{f}`" for f in figures) + f" (the HTML loads `{PLOTLY_JS}`)",
         "",
@@ -216,3 +257,64 @@ def write_landermt_report(report: Any, *, config: Any, projections: Mapping[str,
         "",
     ]
     write_report_html(atomic_write_text(output / "report.md", "\n".join(lines)))
+
+
+def write_scores_csv(path: Any, results: Mapping[str, Any], directions: list[str]) -> None:
+    """One row per method, direction and seed: BLEU and chrF with their bounds (bounds of
+    the first seed's run; later seeds give the score alone)."""
+    header = ["method", "direction", "seed", *interval_header("bleu"), *interval_header("chrf")]
+    rows = []
+    for method, result in results.items():
+        for direction in directions:
+            bleu_seeds = result.seed_summary(direction, "bleu")
+            chrf_seeds = result.seed_summary(direction, "chrf")
+            for index, (seed, bleu, chrf) in enumerate(
+                zip(bleu_seeds.seeds, bleu_seeds.values, chrf_seeds.values)
+            ):
+                if index == 0:
+                    cells = result.estimate(direction, "bleu").cells()
+                    cells += result.estimate(direction, "chrf").cells()
+                else:
+                    cells = [bleu, "", "", chrf, "", ""]
+                rows.append([method, direction, seed, *cells])
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def significance_lines(comparisons: list[Any], config: Any) -> list[str]:
+    """The significance table (LANDeRMT − each method, per direction and metric) and the
+    orderings it decides, naming the test."""
+    if not comparisons:
+        return []
+    bootstrap = config.bootstrap()
+    header = ["LANDeRMT vs", "direction", "metric", "Δ (first seed) [interval]", "p per seed"]
+    header.append("LANDeRMT > method")
+    rows = [
+        [
+            METHOD_LABELS.get(c.method, c.method),
+            c.direction,
+            "BLEU" if c.metric == "bleu" else "chrF",
+            c.tests[0].difference.format("+.2f"),
+            ", ".join(f"{t.p_value:.3f}" for t in c.tests),
+            c.verdict,
+        ]
+        for c in comparisons
+    ]
+    lines = ["## Significance: LANDeRMT against each method", "", markdown_table(header, rows), ""]
+    lines += [significance_note(bootstrap), ""]
+    for metric, name in (("bleu", "BLEU"), ("chrf", "chrF")):
+        for verdict in (HOLDS, REVERSED, UNDECIDED):
+            found = [
+                f"{METHOD_LABELS.get(c.method, c.method)} ({c.direction})"
+                for c in comparisons
+                if c.verdict == verdict and c.metric == metric
+            ]
+            label = {HOLDS: "holds", REVERSED: "is reversed", UNDECIDED: "is not decided"}
+            lines.append(
+                f"- 'LANDeRMT > method' by {name} {label[verdict]} for: "
+                f"{', '.join(found) or 'none'}."
+            )
+    lines.append("")
+    return lines

@@ -390,6 +390,7 @@ UNCHECKED_FIELDS: dict[str, str] = {
     "detectors": "checked by TransferConfig.check against the detector registry",
     "learned_car": "a bool; the config parser refuses anything else",
     "transfer": "a bool; the config parser refuses anything else",
+    "resume": "a bool; the config parser refuses anything else",
 }
 """Fields with no `FIELD_RULES` entry, and where they are checked instead (a test
 asserts every field of every job is in one of the two tables)."""
