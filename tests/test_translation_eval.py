@@ -23,6 +23,7 @@ from lsn_mech.evaluate import (
     translate,
     translation_scores,
 )
+from lsn_mech.intervals import Bootstrap
 from lsn_mech.interventions import deactivate
 from lsn_mech.models import build_tiny
 from lsn_mech.models.runtime import generate as tr
@@ -225,7 +226,9 @@ def test_evaluate_translation_and_save_load(hf_llama, tmp_path) -> None:  # type
     assert result.hypotheses == translate(
         model, tok, result.prompts, max_new_tokens=8, progress=False
     )
-    expected = translation_scores(result.hypotheses, result.references, target_language="fr")
+    expected = translation_scores(
+        result.hypotheses, result.references, target_language="fr", bootstrap=Bootstrap()
+    )
     assert result.scores == expected
     loaded = TranslationResult.load(result.save(tmp_path / "en-fr"))
     assert loaded == result
@@ -264,7 +267,10 @@ def test_directions_table_save_csv_plot(hf_llama, tmp_path) -> None:  # type: ig
     assert "tok:13a" in table.scores["fr-en"].bleu_signature
     assert TranslationTable.load(table.save(tmp_path / "table.json")) == table
     csv = table.to_csv(tmp_path / "table.csv").read_text().splitlines()
-    assert csv[0] == "direction,src,tgt,n,bleu,chrf,bleu_signature,chrf_signature"
+    assert csv[0] == (
+        "direction,src,tgt,n,bleu,bleu_low,bleu_high,chrf,chrf_low,chrf_high,level,"
+        "bleu_signature,chrf_signature"
+    )
     assert csv[1].startswith("en-fr,en,fr,2,")
     assert table.plot().data[0].type == "bar"
     heat = table.plot(metric="chrf", kind="heatmap")

@@ -486,7 +486,7 @@ def evaluate_translation(
     batch_size: int = 8,
     tokenize: str | None = None,
     progress: bool = True,
-    bootstrap: Bootstrap | None = None,
+    bootstrap: Bootstrap | None = DEFAULT_BOOTSTRAP,
 ) -> TranslationResult:
     """Translate one direction's test examples and score them.
 
@@ -496,7 +496,8 @@ def evaluate_translation(
     each prompt: the paper's in-context baseline uses 5. ``max_examples`` keeps the
     first rows. References are the ``tgt_text`` column. ``bootstrap`` (e.g.
     ``intervals.Bootstrap(resamples=1000, level=0.95, seed=0)``) adds BLEU/chrF intervals
-    from sacreBLEU's bootstrap over the sentences; ``None`` (default) scores only.
+    from sacreBLEU's bootstrap over the sentences (the default settings unless given);
+    ``None`` scores only.
     """
     if not isinstance(examples, Dataset) or len(examples) == 0:
         raise EmptyCorpusError("Pass a non-empty datasets.Dataset of test examples.")
