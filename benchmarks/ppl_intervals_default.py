@@ -69,7 +69,7 @@ def main() -> None:
         "eval_tokens": args.eval_tokens,
         "window": args.window,
         "windows": lape.windows,
-        "intervals": lape.bootstrap.to_dict(),
+        "intervals": lape.bootstrap().to_dict(),
         "threads": torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "seconds": seconds,

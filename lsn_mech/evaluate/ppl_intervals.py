@@ -16,6 +16,7 @@ synthetic windows with a known true perplexity test them (tests/test_ppl_interva
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -245,6 +246,39 @@ def matrix_resamples(
         )
         for j in range(len(base_nll))
     ]
+
+
+class WindowIntervals:
+    """What a perplexity result with per-window NLL sums needs for its intervals: the
+    settings it was made with and, once, every column's resamples.
+
+    A dataclass result mixes it in and holds ``provenance``, ``window_tokens``,
+    ``window_base_nll`` and ``window_nll``; `_window_conditions` says how its ``window_nll``
+    lists the intervened conditions (rows of a matrix, values × languages, …).
+    """
+
+    provenance: Any
+    window_tokens: Any
+    window_base_nll: Any
+    window_nll: Any
+
+    @property
+    def bootstrap(self) -> Bootstrap:
+        """The resampling settings of the intervals (the defaults for an old result)."""
+        return Bootstrap.from_dict(self.provenance.parameters.get("intervals"))
+
+    def _window_conditions(self) -> Sequence[Sequence[Sequence[float] | None]]:
+        """``[condition][column][window]`` NLL sums; ``window_nll`` itself by default."""
+        return self.window_nll
+
+    @functools.cached_property
+    def _resamples(self) -> list[ColumnResamples] | None:
+        """Every column's resamples, or ``None`` for a result saved before intervals."""
+        if self.window_nll is None or self.window_base_nll is None or self.window_tokens is None:
+            return None
+        return matrix_resamples(
+            self.window_base_nll, self._window_conditions(), self.window_tokens, self.bootstrap
+        )
 
 
 def estimate_grid(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,12 +20,12 @@ from lsn_mech.errors import InvalidSettingError, WrongInputError
 from lsn_mech.evaluate.perplexity import Perplexity, perplexity
 from lsn_mech.evaluate.ppl_intervals import (
     ColumnResamples,
+    WindowIntervals,
     beats_test,
     bounds_text,
     column_resamples,
     column_settings,
     dominance_test,
-    matrix_resamples,
 )
 from lsn_mech.intervals import DEFAULT, Bootstrap, Estimate, PairedTest, interval_header
 from lsn_mech.interventions import deactivate
@@ -60,7 +59,7 @@ def ppl_view(ppl: list[list[float]], base: list[float], kind: str) -> list[list[
 
 
 @dataclasses.dataclass
-class PPLChangeMatrix(Result):
+class PPLChangeMatrix(WindowIntervals, Result):
     """Perplexities with each row's neurons deactivated, per evaluated language (columns).
 
     Base perplexities differ a lot between languages, so compare effects across
@@ -105,11 +104,6 @@ class PPLChangeMatrix(Result):
 
     # ----- intervals --------------------------------------------------------------------
     @property
-    def bootstrap(self) -> Bootstrap:
-        """The resampling settings of the intervals (the defaults for an old result)."""
-        return Bootstrap.from_dict(self.provenance.parameters.get("intervals"))
-
-    @property
     def windows(self) -> list[int]:
         """Evaluation windows per column (0 where the result does not hold them)."""
         if self.window_tokens is None:
@@ -120,14 +114,6 @@ class PPLChangeMatrix(Result):
     def has_intervals(self) -> bool:
         """Whether every column has at least two windows to resample."""
         return self.window_nll is not None and all(n >= 2 for n in self.windows)
-
-    @functools.cached_property
-    def _resamples(self) -> list[ColumnResamples] | None:
-        if self.window_nll is None or self.window_base_nll is None or self.window_tokens is None:
-            return None
-        return matrix_resamples(
-            self.window_base_nll, self.window_nll, self.window_tokens, self.bootstrap
-        )
 
     def base_estimates(self) -> list[Estimate]:
         """Each column's base perplexity with its interval (bootstrap over its windows)."""

@@ -13,7 +13,6 @@ the ratio ``PPL_intervened / PPL_base``, which is comparable across languages.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,10 +25,9 @@ from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError, NeuronShapeMismatchError, StatisticsMismatchError
 from lsn_mech.evaluate.perplexity import perplexity
 from lsn_mech.evaluate.ppl_intervals import (
-    ColumnResamples,
+    WindowIntervals,
     bounds_text,
     error_bars,
-    matrix_resamples,
 )
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_cell_view, window_perplexities
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
@@ -84,7 +82,7 @@ def _check_kind(kind: str) -> str:
 
 
 @dataclasses.dataclass
-class DeactivationValuePPL(Result):
+class DeactivationValuePPL(WindowIntervals, Result):
     """Perplexities with each language's neurons set to each value (Mondal et al., Fig. 1).
 
     Attributes:
@@ -119,18 +117,9 @@ class DeactivationValuePPL(Result):
     window_base_nll: list[list[float]] | None = None
     window_nll: list[list[list[list[float] | None]]] | None = None
 
-    @property
-    def bootstrap(self) -> Bootstrap:
-        """The resampling settings of the intervals (the defaults for an old result)."""
-        return Bootstrap.from_dict(self.provenance.parameters.get("intervals"))
-
-    @functools.cached_property
-    def _resamples(self) -> list[ColumnResamples] | None:
-        """Per column; condition ``v * len(languages) + i`` is value ``v`` in row ``i``."""
-        if self.window_nll is None or self.window_base_nll is None or self.window_tokens is None:
-            return None
-        flat = [row for plane in self.window_nll for row in plane]
-        return matrix_resamples(self.window_base_nll, flat, self.window_tokens, self.bootstrap)
+    def _window_conditions(self) -> list[list[list[float] | None]]:
+        """Condition ``v * len(languages) + i`` is value ``v`` in row ``i``."""
+        return [row for plane in self.window_nll for row in plane]
 
     def _estimate(self, v: int, i: int, j: int, kind: str) -> Interval | None:
         """Value ``v``, row ``i``, column ``j`` with its interval (paired with the base)."""

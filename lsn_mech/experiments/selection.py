@@ -4,7 +4,6 @@ language, deactivate them, and watch the perplexity of every language."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,11 +13,10 @@ from lsn_mech import display
 from lsn_mech.corpora.sources import corpus_languages, corpus_provenance
 from lsn_mech.errors import MissingLanguageError
 from lsn_mech.evaluate.ppl_intervals import (
-    ColumnResamples,
+    WindowIntervals,
     bounds_text,
     error_bars,
     estimate_grid,
-    matrix_resamples,
 )
 from lsn_mech.evaluate.ppl_matrix import evaluation_windows, ppl_view, window_perplexities
 from lsn_mech.experiments._results import Result, ResultTable, canonical, table
@@ -40,7 +38,7 @@ Detector = Callable[..., LanguageNeurons]
 
 
 @dataclasses.dataclass
-class SelectionSweep(Result):
+class SelectionSweep(WindowIntervals, Result):
     """Perplexity of every evaluated language while one language's neurons are deactivated,
     for increasing selection ratios.
 
@@ -72,19 +70,6 @@ class SelectionSweep(Result):
     window_tokens: list[list[int]] | None = None
     window_base_nll: list[list[float]] | None = None
     window_nll: list[list[list[float]]] | None = None
-
-    @property
-    def bootstrap(self) -> Bootstrap:
-        """The resampling settings of the intervals (the defaults for an old result)."""
-        return Bootstrap.from_dict(self.provenance.parameters.get("intervals"))
-
-    @functools.cached_property
-    def _resamples(self) -> list[ColumnResamples] | None:
-        if self.window_nll is None or self.window_base_nll is None or self.window_tokens is None:
-            return None
-        return matrix_resamples(
-            self.window_base_nll, self.window_nll, self.window_tokens, self.bootstrap
-        )
 
     def estimates(self, kind: str = "ratio") -> list[list[Estimate]]:
         """``[ratio][language]`` as `values` with intervals: bootstrap over each evaluated

@@ -49,7 +49,6 @@ class LapeConfig:
     confidence: float = 0.95
     bootstrap_seed: int = 0
 
-    @property
     def bootstrap(self) -> Bootstrap:
         """How the PPL matrix's intervals resample the evaluation windows."""
         return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
@@ -142,7 +141,7 @@ def run_lape(
             window=config.window,
             batch_size=config.eval_batch_size,
             progress=progress,
-            bootstrap=config.bootstrap,
+            bootstrap=config.bootstrap(),
         )
         matrix = both.select_rows(list(neurons.languages))
         random_matrix = both.select_rows([f"random:{k}" for k in neurons.languages])

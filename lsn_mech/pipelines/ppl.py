@@ -35,7 +35,6 @@ class PplConfig(CorpusJobConfig):
     confidence: float = 0.95
     bootstrap_seed: int = 0
 
-    @property
     def bootstrap(self) -> Bootstrap:
         """How the intervals resample the evaluation windows."""
         return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
@@ -88,7 +87,7 @@ def run_ppl(
                     windows,
                     batch_size=config.batch_size,
                     progress=progress,
-                    bootstrap=config.bootstrap,
+                    bootstrap=config.bootstrap(),
                 )
                 log(f"[ppl] {language}: {results[language]}")
         table = {
@@ -117,7 +116,7 @@ def run_ppl(
             window=config.window,
             batch_size=config.batch_size,
             progress=progress,
-            bootstrap=config.bootstrap,
+            bootstrap=config.bootstrap(),
         )
         matrix.save(output / "ppl_matrix.json")
         matrix.to_csv(output / "ppl_matrix.csv")
