@@ -18,6 +18,7 @@ from lsn_mech.models.runtime import (
     CaptureError,
     LossArgumentError,
     capture,
+    chunked_cross_entropy,
     chunked_cross_entropy_sum,
     final_residual,
     next_token_labels,
@@ -287,6 +288,29 @@ def test_chunked_cross_entropy_by_hand() -> None:
     assert float(empty) == 0.0
     with pytest.raises(LossArgumentError, match="logits_chunk"):
         chunked_cross_entropy_sum(hidden, targets, lambda h: h, logits_chunk=0)
+
+
+def test_in_place_loss_matches_cross_entropy_and_spares_the_callers_tensors() -> None:
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(50, 8, generator=generator) * 3
+    hidden = torch.randn(11, 8, generator=generator)
+    targets = torch.randint(0, 50, (11,), generator=generator)
+    expected = F.cross_entropy(hidden @ weight.T, targets, reduction="none")
+    kept = hidden.clone()
+    with torch.no_grad():  # evaluation: the in-place path on each chunk's fresh logits
+        for chunk in (None, 1, 4):
+            got = chunked_cross_entropy(hidden, targets, lambda h: h @ weight.T, logits_chunk=chunk)
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        # an unembedding that returns its input: the loss must not overwrite it
+        logits = hidden @ weight.T
+        got = chunked_cross_entropy(logits, targets, lambda h: h, logits_chunk=3)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(logits, hidden @ weight.T)
+    assert torch.equal(hidden, kept)
+    leaf = hidden.clone().requires_grad_(True)  # training: autograd's cross-entropy
+    losses = chunked_cross_entropy(leaf, targets, lambda h: h @ weight.T, logits_chunk=4)
+    losses.sum().backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
 
 
 def test_loss_gradients_flow_through_fwd_hooks(llama) -> None:  # type: ignore[no-untyped-def]

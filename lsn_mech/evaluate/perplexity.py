@@ -16,7 +16,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Float64, Int64
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -29,13 +28,7 @@ from lsn_mech.intervals import perplexity as perplexity_estimate
 from lsn_mech.models.limits import check_count, check_window
 from lsn_mech.models.protocol import HookedModel, model_device
 from lsn_mech.models.runtime import final_residual as final_residual  # lsn_mech.evaluate's
-from lsn_mech.models.runtime import (
-    next_token_labels,
-    target_nll_sum,
-    target_positions,
-    target_tokens,
-    unembed,
-)
+from lsn_mech.models.runtime import next_token_labels, target_nll, target_nll_sum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,17 +165,15 @@ def window_nll_sums(
     for ``logits_chunk`` target positions at a time, and each position's loss is added
     to its window's sum.
     """
-    labels = next_token_labels(input_ids, attention_mask)
-    residual = final_residual(model, input_ids, attention_mask)
-    where = target_positions(labels)
-    hidden = residual[where]  # row-major: the same order as target_tokens
-    targets = target_tokens(labels).to(hidden.device)
-    owner = where.nonzero()[:, 0].to(hidden.device)
-    sums = torch.zeros(input_ids.shape[0], dtype=torch.float64, device=hidden.device)
-    for start in range(0, hidden.shape[0], logits_chunk):
-        logits = unembed(model, hidden[start : start + logits_chunk]).float()
-        losses = F.cross_entropy(logits, targets[start : start + logits_chunk], reduction="none")
-        sums.index_add_(0, owner[start : start + logits_chunk], losses.double())
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": next_token_labels(input_ids, attention_mask),
+    }
+    losses, where = target_nll(model, batch, logits_chunk=logits_chunk)
+    owner = where.nonzero()[:, 0].to(losses.device)  # row-major, as the losses
+    sums = torch.zeros(input_ids.shape[0], dtype=torch.float64, device=losses.device)
+    sums.index_add_(0, owner, losses.double())
     counts = torch.bincount(owner, minlength=input_ids.shape[0])
     return sums, counts
 

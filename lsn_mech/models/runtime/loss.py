@@ -63,6 +63,59 @@ def unembed(model: HookedModel, hidden: Float[Tensor, "n d_model"]) -> Float[Ten
     return model.unembed(hidden.unsqueeze(0)).squeeze(0)
 
 
+def chunked_cross_entropy(
+    hidden: Float[Tensor, "n d_model"],
+    targets: Int[Tensor, " n"],
+    unembed_rows: Unembed,
+    *,
+    logits_chunk: int | None = 512,
+) -> Float[Tensor, " n"]:
+    """Each row's cross-entropy of ``targets`` under ``unembed_rows(hidden)`` (float32).
+
+    Logits exist for ``logits_chunk`` rows at a time (all rows at once with ``None``).
+    Differentiable when autograd is on; without it (evaluation), each chunk's loss is
+    taken in place on that chunk's fresh logits (`_cross_entropy_in_place`), which saves
+    one vocabulary-sized tensor per chunk. Chunking bounds memory only without autograd:
+    a backward pass keeps every chunk's log-probabilities.
+    """
+    if logits_chunk is not None and logits_chunk < 1:
+        raise LossArgumentError(
+            f"logits_chunk must be a positive integer or None; got {logits_chunk}."
+        )
+    rows = hidden.shape[0]
+    step = max(rows, 1) if logits_chunk is None else logits_chunk
+    in_place = not (torch.is_grad_enabled() and hidden.requires_grad)
+    pieces = []
+    for start in range(0, rows, step):
+        logits = unembed_rows(hidden[start : start + step]).float()
+        chunk_targets = targets[start : start + step]
+        if in_place and not _shares_storage(logits, hidden):
+            pieces.append(_cross_entropy_in_place(logits, chunk_targets))
+        else:
+            pieces.append(F.cross_entropy(logits, chunk_targets, reduction="none"))
+    return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+
+
+def _shares_storage(first: Tensor, second: Tensor) -> bool:
+    """Whether two tensors are views of one storage (an unembedding that returns its input)."""
+    return first.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()
+
+
+def _cross_entropy_in_place(
+    logits: Float[Tensor, "n vocab"], targets: Int[Tensor, " n"]
+) -> Float[Tensor, " n"]:
+    """``logsumexp(logits) - logits[target]`` per row, overwriting ``logits``.
+
+    Only for logits nothing else holds (a chunk just unembedded, without autograd):
+    with a 262k-token vocabulary, `F.cross_entropy`'s log-softmax copy costs about as
+    much as the rest of the loss (benchmarks/bench_ppl_matrix.py).
+    """
+    target_logits = logits.gather(1, targets[:, None])[:, 0]
+    peak = logits.amax(dim=1, keepdim=True)
+    summed = logits.sub_(peak).exp_().sum(dim=1)
+    return summed.log_().add_(peak[:, 0]).sub_(target_logits)
+
+
 def chunked_cross_entropy_sum(
     hidden: Float[Tensor, "n d_model"],
     targets: Int[Tensor, " n"],
@@ -72,24 +125,11 @@ def chunked_cross_entropy_sum(
 ) -> Float[Tensor, ""]:
     """Summed cross-entropy of ``targets`` under ``unembed_rows(hidden)``, in float64.
 
-    Logits exist for ``logits_chunk`` rows at a time (all rows at once with ``None``).
-    Each chunk's sum is taken in float32 and the chunks are added in float64, so the
-    result does not depend on the chunk size beyond float32 rounding. Differentiable.
-    Chunking bounds memory only without autograd: a backward pass keeps every chunk's
-    log-probabilities.
+    The rows of `chunked_cross_entropy` added in float64, so the result does not depend
+    on the chunk size beyond float32 rounding. Differentiable.
     """
-    if logits_chunk is not None and logits_chunk < 1:
-        raise LossArgumentError(
-            f"logits_chunk must be a positive integer or None; got {logits_chunk}."
-        )
-    rows = hidden.shape[0]
-    step = max(rows, 1) if logits_chunk is None else logits_chunk
-    total = hidden.new_zeros((), dtype=torch.float64)
-    for start in range(0, rows, step):
-        logits = unembed_rows(hidden[start : start + step]).float()
-        chunk_sum = F.cross_entropy(logits, targets[start : start + step], reduction="sum")
-        total = total + chunk_sum.double()
-    return total
+    losses = chunked_cross_entropy(hidden, targets, unembed_rows, logits_chunk=logits_chunk)
+    return losses.double().sum()
 
 
 def unwrap_peft(model: nn.Module) -> nn.Module:
@@ -107,15 +147,15 @@ def hf_unembed(hf: nn.Module, hidden: Float[Tensor, "n d_model"]) -> Float[Tenso
     return logits
 
 
-def target_nll_sum(
+def target_nll(
     model: HookedModel | nn.Module,
     batch: Mapping[str, Any],
     fwd_hooks: Sequence[tuple[str, HookFn]] = (),
     *,
     logits_chunk: int | None = 512,
-) -> tuple[Float[Tensor, ""], int]:
-    """Summed next-token cross-entropy over the target tokens of ``batch`` (float64), and
-    how many target tokens there are.
+) -> tuple[Float[Tensor, " n"], Bool[Tensor, "batch seq"]]:
+    """Next-token cross-entropy of each target token of ``batch`` (float32, row-major
+    order), and the `target_positions` they were predicted from.
 
     ``batch`` is a Hugging Face dict: ``input_ids``, ``attention_mask`` and ``labels``
     (`IGNORE_INDEX` where no loss counts). ``model`` is a hooked model (a bridge: the
@@ -151,10 +191,24 @@ def target_nll_sum(
         def unembed_rows(rows: Tensor) -> Tensor:
             return hf_unembed(hf, rows)
 
-    hidden = residual[target_positions(labels)]
-    targets = target_tokens(labels)
-    total = chunked_cross_entropy_sum(hidden, targets, unembed_rows, logits_chunk=logits_chunk)
-    return total, int(targets.numel())
+    where = target_positions(labels)
+    losses = chunked_cross_entropy(
+        residual[where], target_tokens(labels), unembed_rows, logits_chunk=logits_chunk
+    )
+    return losses, where
+
+
+def target_nll_sum(
+    model: HookedModel | nn.Module,
+    batch: Mapping[str, Any],
+    fwd_hooks: Sequence[tuple[str, HookFn]] = (),
+    *,
+    logits_chunk: int | None = 512,
+) -> tuple[Float[Tensor, ""], int]:
+    """Summed next-token cross-entropy over the target tokens of ``batch`` (float64), and
+    how many target tokens there are (`target_nll`'s losses, added in float64)."""
+    losses, _ = target_nll(model, batch, fwd_hooks, logits_chunk=logits_chunk)
+    return losses.double().sum(), int(losses.numel())
 
 
 def target_loss(
