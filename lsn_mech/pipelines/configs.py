@@ -18,8 +18,11 @@ from typing import Any, Literal, TypeVar, Union
 
 from lsn_mech.errors import CorruptFileError, LsnMechError
 from lsn_mech.files import atomic_write_json, read_json
+from lsn_mech.intervals import Bootstrap
 
 __all__ = [
+    "INTERVAL_FIELDS",
+    "IntervalSettings",
     "JobConfigError",
     "coerce",
     "config_from_dict",
@@ -34,6 +37,27 @@ Config = TypeVar("Config")
 
 class JobConfigError(LsnMechError, ValueError):
     """A job config (file or value) that does not fit the job's config dataclass."""
+
+
+INTERVAL_FIELDS = ("resamples", "confidence", "bootstrap_seed")
+"""The config fields behind `IntervalSettings.bootstrap` (``--resamples --confidence
+--bootstrap-seed``)."""
+
+
+class IntervalSettings:
+    """Mixin of the job configs whose results carry intervals.
+
+    Each such config declares the `INTERVAL_FIELDS` itself (so its flags and their help
+    are its own); this is the one place they become a `lsn_mech.intervals.Bootstrap`.
+    """
+
+    resamples: int
+    confidence: float
+    bootstrap_seed: int
+
+    def bootstrap(self) -> Bootstrap:
+        """The settings of every interval and paired test the job reports."""
+        return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
 
 
 @functools.cache

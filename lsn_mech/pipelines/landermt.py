@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from lsn_mech.errors import LsnMechError
-from lsn_mech.intervals import Bootstrap, Estimate, SeedSummary, seed_summary
+from lsn_mech.intervals import Estimate, SeedSummary, seed_summary
+from lsn_mech.pipelines.configs import INTERVAL_FIELDS, IntervalSettings
 from lsn_mech.pipelines.inputs import load_job_model
 from lsn_mech.pipelines.landermt_methods import (
     ALL_METHODS,
@@ -39,7 +40,7 @@ class LandermtConfigError(LsnMechError, ValueError):
 
 
 @dataclasses.dataclass
-class LandermtConfig:
+class LandermtConfig(IntervalSettings):
     """Every parameter of the job.
 
     The method's parameters default to the paper's (``k = 4``, ``ε = 0.9``, AdamW, batch
@@ -127,15 +128,11 @@ class LandermtConfig:
                 "e.g. --seeds 0 1 2."
             )
 
-    def bootstrap(self) -> Bootstrap:
-        """The interval and test settings (``--resamples --confidence --bootstrap-seed``)."""
-        return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
-
     def result_key(self) -> dict[str, Any]:
         """The settings a method's translations depend on: a saved method run is reused
         by ``--resume`` only when they are unchanged (intervals are recomputed anyway)."""
         skip = {"output", "methods", "seeds", "transfer", "report_to", "resume"}
-        skip |= {"resamples", "confidence", "bootstrap_seed"}
+        skip |= set(INTERVAL_FIELDS)
         return {k: v for k, v in self.to_dict().items() if k not in skip}
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from lsn_mech.errors import LsnMechError
 from lsn_mech.files import atomic_write_json
-from lsn_mech.intervals import Bootstrap
+from lsn_mech.pipelines.configs import IntervalSettings
 from lsn_mech.pipelines.inputs import DEFAULT_LANGUAGES, collect_job_stats, load_job_inputs
 from lsn_mech.pipelines.report import write_lape_report
 from lsn_mech.pipelines.stages import start_job
@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_LANGUAGES", "LapeConfig", "LapeReport", "run_lape"]
 
 
 @dataclasses.dataclass
-class LapeConfig:
+class LapeConfig(IntervalSettings):
     """Every parameter of the job; the paper's defaults for the method itself."""
 
     model: str = "gemma-3-270m"
@@ -48,10 +48,6 @@ class LapeConfig:
     resamples: int = 1000
     confidence: float = 0.95
     bootstrap_seed: int = 0
-
-    def bootstrap(self) -> Bootstrap:
-        """How the PPL matrix's intervals resample the evaluation windows."""
-        return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lsn_mech.files import atomic_write_json
-from lsn_mech.intervals import Bootstrap
+from lsn_mech.pipelines.configs import IntervalSettings
 from lsn_mech.pipelines.inputs import CorpusJobConfig, load_job_inputs
 from lsn_mech.pipelines.stages import start_job
 from lsn_mech.plots.export import save_figure
@@ -19,7 +19,7 @@ __all__ = ["PplConfig", "PplReport", "run_ppl"]
 
 
 @dataclasses.dataclass
-class PplConfig(CorpusJobConfig):
+class PplConfig(CorpusJobConfig, IntervalSettings):
     """Every parameter of the perplexity job: the corpus fields of `CorpusJobConfig`
     (here split ``"test"``, 10,000 tokens a language), then these. ``dtype`` is a name
     (``"float32"``, ``"bfloat16"``, ``"float16"``; ``None``: the device's default).
@@ -34,10 +34,6 @@ class PplConfig(CorpusJobConfig):
     resamples: int = 1000
     confidence: float = 0.95
     bootstrap_seed: int = 0
-
-    def bootstrap(self) -> Bootstrap:
-        """How the intervals resample the evaluation windows."""
-        return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
 
 
 @dataclasses.dataclass

@@ -24,6 +24,7 @@ from typing import Any
 
 from lsn_mech.corpora.genre import GENRE_TEMPLATE
 from lsn_mech.errors import LsnMechError
+from lsn_mech.pipelines.configs import IntervalSettings
 from lsn_mech.pipelines.inputs import load_job_model
 from lsn_mech.pipelines.stages import start_job
 from lsn_mech.pipelines.validation import check_fits_model, fitted_window, validate_config
@@ -36,7 +37,7 @@ class TransferConfigError(LsnMechError, ValueError):
 
 
 @dataclasses.dataclass
-class TransferConfig:
+class TransferConfig(IntervalSettings):
     """Every parameter of the job.
 
     The paper's choices where they apply (source en; XQuAD's targets vi, hi, zh; the
@@ -110,12 +111,6 @@ class TransferConfig:
             raise TransferConfigError(
                 f"finetune_targets {stray} are not among targets {list(self.targets)}."
             )
-
-    def bootstrap(self) -> Any:
-        """The `lsn_mech.intervals.Bootstrap` of every interval and paired test."""
-        from lsn_mech.intervals import Bootstrap
-
-        return Bootstrap(self.resamples, self.confidence, self.bootstrap_seed)
 
     def training_seeds(self) -> tuple[int, ...]:
         """The seeds every classifier is trained with: ``seeds``, or ``(seed,)``."""
