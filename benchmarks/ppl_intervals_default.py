@@ -25,6 +25,7 @@ from lsn_mech.evaluate import ppl_change_matrix
 from lsn_mech.evaluate.ppl_intervals import decision
 from lsn_mech.files import atomic_write_json
 from lsn_mech.neurons import LanguageNeurons
+from lsn_mech.pipelines.lape import matrix_rows
 
 
 def main() -> None:
@@ -40,8 +41,8 @@ def main() -> None:
 
     neurons = LanguageNeurons.load(args.lape_run / "neurons.safetensors")
     random = LanguageNeurons.load(args.lape_run / "random_neurons.safetensors")
-    rows = {x: neurons[x] for x in args.languages}
-    rows |= {f"random:{x}": random[x] for x in args.languages}
+    chosen = list(args.languages)
+    rows = matrix_rows({x: neurons[x] for x in chosen}, {x: random[x] for x in chosen})
     model = lm.load_model(args.model)
     corpus = lm.corpora.bible(list(args.languages))
     start = time.perf_counter()

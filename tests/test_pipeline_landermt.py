@@ -121,3 +121,51 @@ def test_landermt_command(tmp_path, capsys) -> None:  # type: ignore[no-untyped-
     assert config["learned_car"] is False and config["directions"] == ["en-fr", "en-de"]
     assert main(["landermt", "--model", "tiny-llama", "--k", "9", "--output", str(out)]) == 2
     assert "--k between 1 and 2" in capsys.readouterr().err
+
+
+def test_landermt_job_with_seeds_significance_and_resume(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = tiny_config(
+        tmp_path,
+        test_pairs=4,
+        methods=("0-shot", "lora", "landermt"),
+        seeds=(0, 1),
+        resume=True,
+    )
+    messages: list[str] = []
+    report = run_landermt(config, progress=False, log=messages.append)
+    out = config.output
+    lora = report.results["lora"]
+    assert set(lora.bleu_per_seed["en-fr"]) == {0, 1}
+    summary = lora.seed_summary("en-fr")
+    assert summary.mean == pytest.approx(lora.bleu["en-fr"])
+    assert lora.estimate("en-fr").value == lora.bleu_per_seed["en-fr"][0]
+    assert set(report.results["0-shot"].bleu_per_seed["en-fr"]) == {0}  # no training: one run
+    for name in ("lora_en-fr.json", "lora_seed1_en-zh.json", "landermt_seed1_en-fr.json"):
+        assert (out / "translations" / name).exists(), name
+    # LANDeRMT against 0-shot and LoRA, per direction and metric, one test per seed
+    assert {(c.method, c.direction, c.metric) for c in report.significance} == {
+        (m, d, x) for m in ("0-shot", "lora") for d in ("en-fr", "en-zh") for x in ("bleu", "chrf")
+    }
+    assert all(len(c.tests) == 2 for c in report.significance)
+    saved = json.loads((out / "significance.json").read_text())
+    assert len(saved) == 8 and saved[0]["tests"][0]["test"].startswith("sacreBLEU paired")
+    text = (out / "report.md").read_text()
+    assert "## Significance" in text and "sacreBLEU paired bootstrap" in text
+    scores = (out / "scores.csv").read_text().splitlines()
+    assert scores[0] == "method,direction,seed,bleu,bleu_low,bleu_high,chrf,chrf_low,chrf_high"
+    assert len(scores) == 1 + 2 * (1 + 2 + 2)
+    # resume: every finished run is reused; a run whose record is gone is redone
+    (out / "methods" / "lora_seed1.json").unlink()
+    messages.clear()
+    again = run_landermt(config, progress=False, log=messages.append)
+    reused = [m for m in messages if "reused the saved run" in m]
+    assert len(reused) == 4 and not any("lora (seed 1)" in m for m in reused)
+    assert again.results["landermt"].bleu == report.results["landermt"].bleu
+    # other settings: nothing is reused
+    messages.clear()
+    run_landermt(
+        LandermtConfig(**{**config.__dict__, "max_new_tokens": 5, "methods": ("0-shot",)}),
+        progress=False,
+        log=messages.append,
+    )
+    assert not any("reused" in m for m in messages)

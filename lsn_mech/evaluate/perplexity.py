@@ -28,7 +28,7 @@ from lsn_mech.intervals import perplexity as perplexity_estimate
 from lsn_mech.models.limits import check_count, check_window
 from lsn_mech.models.protocol import HookedModel, model_device
 from lsn_mech.models.runtime import final_residual as final_residual  # lsn_mech.evaluate's
-from lsn_mech.models.runtime import next_token_labels, target_nll, target_nll_sum
+from lsn_mech.models.runtime import next_token_labels, target_nll
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,13 +188,8 @@ def token_nll_sum(
 ) -> tuple[float, int]:
     """Sum of next-token NLL over real target positions, and how many there were.
 
-    `lsn_mech.models.runtime.target_nll_sum` with labels from `next_token_labels`: a
-    position counts when it and the token it predicts are both real.
+    `window_nll_sums` over the whole batch: a position counts when it and the token it
+    predicts are both real.
     """
-    batch = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": next_token_labels(input_ids, attention_mask),
-    }
-    total, count = target_nll_sum(model, batch, logits_chunk=logits_chunk)
-    return float(total), count
+    sums, counts = window_nll_sums(model, input_ids, attention_mask, logits_chunk=logits_chunk)
+    return float(sums.sum()), int(counts.sum())

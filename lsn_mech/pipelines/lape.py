@@ -127,7 +127,7 @@ def run_lape(
         languages = list(neurons.languages)
         atomic_write_json(output / "lape_neurons.languages.json", languages, indent=None)
     with timer("PPL-change matrix (LAPE + random rows)"):
-        rows = {**dict(neurons.items()), **{f"random:{k}": v for k, v in random_neurons.items()}}
+        rows = matrix_rows(neurons, random_neurons)
         both = ppl_change_matrix(
             model,
             rows,
@@ -155,3 +155,9 @@ def run_lape(
     timer.finish(output)
     log(f"[lape] report: {output / 'report.md'}")
     return LapeReport(output, stats, neurons, random_neurons, matrix, random_matrix, seconds)
+
+
+def matrix_rows(neurons: Any, random_neurons: Any) -> dict[str, Any]:
+    """The PPL matrix's rows: each language's LAPE neurons, then ``random:LANG`` with the
+    random baseline of the same per-layer counts (one matrix call evaluates both)."""
+    return {**dict(neurons.items()), **{f"random:{k}": v for k, v in random_neurons.items()}}
